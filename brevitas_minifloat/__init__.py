@@ -1,0 +1,1 @@
+from brevitas_minifloat.formats import MinifloatFormat, as_format

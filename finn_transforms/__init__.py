@@ -1,0 +1,1 @@
+"""QONNX custom ops and FINN transformations that carry minifloat and codebook formats into FINN."""
