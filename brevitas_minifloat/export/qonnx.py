@@ -21,14 +21,16 @@ from qonnx.transformation.infer_shapes import InferShapes
 import finn_transforms.custom_op  # noqa: F401  (registers the MinifloatQuant domain for execution)
 from brevitas_minifloat.export.handlers import ExportRefused, MinifloatActHandler, MinifloatWeightHandler
 from brevitas_minifloat.export.ops import DOMAIN_VERSION, OUR_DOMAIN
+from brevitas_minifloat.export.syq_handlers import SyqWeightHandler
 from finn_transforms.annotations import record_weight_format
 from finn_transforms.quant_nodes import is_minifloat_quant, minifloat_format_of
+from finn_transforms.transformation.fold_transpose_into_minifloat_weights import FoldTransposeIntoMinifloatWeights
 
 
 class MinifloatQONNXManager(QONNXManager):
     """Brevitas' QONNX manager with our handlers in front (Brevitas matches proxies by exact class)."""
 
-    handlers = [MinifloatWeightHandler, MinifloatActHandler, *QONNXManager.handlers]
+    handlers = [SyqWeightHandler, MinifloatWeightHandler, MinifloatActHandler, *QONNXManager.handlers]
 
 
 def _refuse_unrepresentable(model: torch.nn.Module) -> None:
@@ -86,6 +88,7 @@ def export_qonnx(
     finally:
         model.train(was_training)
     # Shapes let execute_onnx run the file as is; no constant folding here (it would fold weights).
-    wrapped = _record_weight_formats(ModelWrapper(str(export_path)).transform(InferShapes()))
+    wrapped = ModelWrapper(str(export_path)).transform(FoldTransposeIntoMinifloatWeights()).transform(InferShapes())
+    wrapped = _record_weight_formats(wrapped)
     wrapped.save(str(export_path))
     return wrapped
