@@ -3,6 +3,7 @@
 from brevitas_minifloat.export import ExportRefused, export_qonnx
 from brevitas_minifloat.formats import MinifloatFormat, as_format
 from brevitas_minifloat.quant.minifloat import minifloat_act_quant, minifloat_weight_quant
+from brevitas_minifloat.quant.syq import syq_weight_quant
 
 __all__ = [
     "ExportRefused",
@@ -11,4 +12,5 @@ __all__ = [
     "export_qonnx",
     "minifloat_act_quant",
     "minifloat_weight_quant",
+    "syq_weight_quant",
 ]
