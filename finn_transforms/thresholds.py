@@ -69,7 +69,8 @@ def pair_thresholds(fmt: MinifloatFormat | str, scale) -> tuple[np.ndarray, np.n
     up, down = np.float32(np.inf), np.float32(-np.inf)
     for _ in range(_MAX_STEPS):
         ok = reaches(x)
-        below = np.nextafter(x, down)
+        with np.errstate(over="ignore"):  # nextafter(inf) when a midpoint overflowed; refused below
+            below = np.nextafter(x, down)
         move_down = ok & reaches(below)
         move_up = ~ok
         if not (move_down.any() or move_up.any()):

@@ -1,0 +1,140 @@
+"""FINN builder steps for minifloat models.
+
+``step_lower_minifloat`` runs the exact lowering passes (`finn_transforms.transformation`) and goes
+before FINN's ``step_qonnx_to_finn``; use it as the string ``"finn_transforms.steps.step_lower_minifloat"``
+or the callable, e.g. with `finn_transforms.build.build_estimates`::
+
+    build_estimates(model, out_dir, extra_steps_before=[MINIFLOAT_STEP])
+
+or in a plain FINN ``DataflowBuildConfig(steps=minifloat_estimate_steps(), ...)``.
+Limits (``max_weight_bits``, ``max_thresholds``) are set with `make_step_lower_minifloat` or, for the
+string form, with attributes ``minifloat_max_weight_bits`` / ``minifloat_max_thresholds`` on the
+build config object.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.infer_shapes import InferShapes
+
+import finn_transforms.custom_op  # noqa: F401  (MinifloatQuant must be executable/inferable)
+from finn_transforms.annotations import FORMAT_KEY
+from finn_transforms.quant_nodes import is_minifloat_quant
+from finn_transforms.transformation import (
+    DEFAULT_MAX_THRESHOLDS,
+    DEFAULT_MAX_WEIGHT_BITS,
+    LowerMinifloatActivations,
+    LowerMinifloatWeights,
+    LoweringError,
+)
+
+__all__ = [
+    "MINIFLOAT_STEP",
+    "lower_minifloat",
+    "make_step_lower_minifloat",
+    "minifloat_estimate_steps",
+    "step_lower_minifloat",
+]
+
+MINIFLOAT_STEP = "finn_transforms.steps.step_lower_minifloat"
+_INTEGER_QONNX_OPS = ("Quant", "BipolarQuant", "BinaryQuant", "Trunc")
+
+
+def lower_minifloat(
+    model: ModelWrapper,
+    *,
+    max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS,
+    max_thresholds: int = DEFAULT_MAX_THRESHOLDS,
+) -> ModelWrapper:
+    """Lower every minifloat quantizer of a QONNX model (returns a new model; the input is untouched).
+
+    ``Gemm`` nodes first become ``MatMul`` (+ Transpose / Add), as FINN's ``ConvertQONNXtoFINN`` would
+    do later, so Gemm weights lower too. Weight quantizers feeding MatMul/Conv become integer
+    weights + Mul, activation quantizers become MultiThreshold + Mul. Other quantizers of constants
+    (e.g. of a bias) are left to constant folding. Integer ``Quant`` nodes are left for FINN.
+    Raises `LoweringError` naming the node that cannot be lowered exactly.
+    """
+    model = model.transform(InferShapes())
+    if model.get_nodes_by_op_type("Gemm"):
+        from finn.transformation.qonnx.convert_qonnx_to_finn import InferMissingGemmBias
+        from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+
+        model = model.transform(InferMissingGemmBias()).transform(GemmToMatMul()).transform(InferShapes())
+    model = model.transform(LowerMinifloatWeights(max_weight_bits=max_weight_bits))
+    model = model.transform(LowerMinifloatActivations(max_thresholds=max_thresholds))
+    left = [n for n in model.graph.node if is_minifloat_quant(n) and model.get_initializer(n.input[0]) is None]
+    if left:  # pragma: no cover - the activation pass lowers or raises
+        raise LoweringError(f"minifloat quantizers left after lowering: {[n.name for n in left]}")
+    return model.transform(InferShapes()).transform(InferDataTypes())
+
+
+def _finn_qonnx_to_finn(model: ModelWrapper, cfg: Any) -> ModelWrapper:
+    """FINN's QONNX -> FINN-ONNX conversion, for graphs where FINN's own step would skip it."""
+    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
+    from finn.transformation.qonnx.quant_act_to_multithreshold import default_filter_function_generator
+    from qonnx.util.cleanup import cleanup_model
+
+    bits = getattr(cfg, "max_multithreshold_bit_width", 8)
+    model = cleanup_model(model)
+    return model.transform(ConvertQONNXtoFINN(default_filter_function_generator(max_multithreshold_bit_width=bits)))
+
+
+def _step(model: ModelWrapper, cfg: Any, max_weight_bits: int, max_thresholds: int) -> ModelWrapper:
+    had_minifloat = any(is_minifloat_quant(n) for n in model.graph.node) or any(
+        e.key == FORMAT_KEY for a in model.graph.quantization_annotation for e in a.quant_parameter_tensor_names
+    )
+    model = lower_minifloat(model, max_weight_bits=max_weight_bits, max_thresholds=max_thresholds)
+    # FINN's step_qonnx_to_finn only runs (cleanup + ConvertQONNXtoFINN: Gemm/Conv-bias handling,
+    # constant folding of quantized constants, layouts) when integer QONNX quantizers remain.
+    if had_minifloat and not any(model.get_nodes_by_op_type(op) for op in _INTEGER_QONNX_OPS):
+        model = _finn_qonnx_to_finn(model, cfg)
+    return model
+
+
+def step_lower_minifloat(model: ModelWrapper, cfg: Any) -> ModelWrapper:
+    """Builder step: exact lowering of minifloat quantizers; put it before ``step_qonnx_to_finn``.
+
+    Limits come from ``cfg.minifloat_max_weight_bits`` / ``cfg.minifloat_max_thresholds`` when the
+    config object has them, else the defaults (16 bits, 4096 thresholds per channel).
+    """
+    return _step(
+        model,
+        cfg,
+        int(getattr(cfg, "minifloat_max_weight_bits", DEFAULT_MAX_WEIGHT_BITS)),
+        int(getattr(cfg, "minifloat_max_thresholds", DEFAULT_MAX_THRESHOLDS)),
+    )
+
+
+def make_step_lower_minifloat(
+    *, max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS, max_thresholds: int = DEFAULT_MAX_THRESHOLDS
+) -> Callable[[ModelWrapper, Any], ModelWrapper]:
+    """``step_lower_minifloat`` with explicit limits (a callable step named ``step_lower_minifloat``)."""
+    LowerMinifloatWeights(max_weight_bits)  # validate now, not in the middle of a build
+    LowerMinifloatActivations(max_thresholds)
+
+    @functools.wraps(step_lower_minifloat)
+    def step(model: ModelWrapper, cfg: Any) -> ModelWrapper:
+        return _step(model, cfg, int(max_weight_bits), int(max_thresholds))
+
+    return step
+
+
+def minifloat_estimate_steps(
+    base: Sequence[str | Callable] | None = None, *, step: str | Callable = MINIFLOAT_STEP
+) -> list[str | Callable]:
+    """FINN's ``estimate_only_dataflow_steps`` (or ``base``) with ``step`` inserted before
+    ``step_qonnx_to_finn`` (prepended when there is none)."""
+    if base is None:
+        from finn.builder.build_dataflow_config import estimate_only_dataflow_steps
+
+        base = estimate_only_dataflow_steps
+    steps = list(base)
+    names = [s if isinstance(s, str) else getattr(s, "__name__", "") for s in steps]
+    at = names.index("step_qonnx_to_finn") if "step_qonnx_to_finn" in names else 0
+    steps.insert(at, step)
+    return steps

@@ -1,0 +1,13 @@
+"""Exact lowering passes (qonnx transformations, one per file) from minifloat QONNX to FINN-ONNX."""
+
+from finn_transforms.transformation._common import DEFAULT_MAX_THRESHOLDS, DEFAULT_MAX_WEIGHT_BITS, LoweringError
+from finn_transforms.transformation.lower_minifloat_activations import LowerMinifloatActivations
+from finn_transforms.transformation.lower_minifloat_weights import LowerMinifloatWeights
+
+__all__ = [
+    "DEFAULT_MAX_THRESHOLDS",
+    "DEFAULT_MAX_WEIGHT_BITS",
+    "LowerMinifloatActivations",
+    "LowerMinifloatWeights",
+    "LoweringError",
+]

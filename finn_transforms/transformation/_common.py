@@ -1,0 +1,91 @@
+"""Helpers shared by the minifloat lowering passes (no transformation lives here)."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import NodeProto
+from qonnx.core.modelwrapper import ModelWrapper
+
+from brevitas_minifloat.formats import MinifloatFormat
+from finn_transforms.annotations import FORMAT_KEY, SCALE_KEY
+from finn_transforms.quant_nodes import MINIFLOAT_QUANT_OPS, UnsupportedQuantNodeError, minifloat_format_of
+
+DEFAULT_MAX_WEIGHT_BITS = 16
+DEFAULT_MAX_THRESHOLDS = 4096
+
+
+class LoweringError(ValueError):
+    """A minifloat quantizer that cannot be lowered exactly (the message names the node and why)."""
+
+
+def label(node: NodeProto) -> str:
+    return f"{node.op_type} node {node.name or '<unnamed>'!r} (output {node.output[0]!r})"
+
+
+def is_minifloat_quant(node: NodeProto | None) -> bool:
+    return node is not None and node.op_type in MINIFLOAT_QUANT_OPS
+
+
+def format_of(model: ModelWrapper, node: NodeProto) -> MinifloatFormat:
+    """The node's exact format; every reason not to lower (non-saturating, unknown specials) -> LoweringError."""
+    try:
+        return minifloat_format_of(model, node)
+    except (UnsupportedQuantNodeError, ValueError) as err:
+        raise LoweringError(f"cannot lower {label(node)}: {err}") from err
+
+
+def scale_of(model: ModelWrapper, node: NodeProto) -> np.ndarray:
+    """The quantizer's constant scale as float32 (finite, positive), else LoweringError."""
+    scale = model.get_initializer(node.input[1])
+    if scale is None:
+        raise LoweringError(f"cannot lower {label(node)}: its scale {node.input[1]!r} is not a constant initializer")
+    return checked_scale(np.asarray(scale, dtype=np.float32), node)
+
+
+def checked_scale(scale: np.ndarray, node: NodeProto) -> np.ndarray:
+    if scale.size == 0 or not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+        raise LoweringError(f"cannot lower {label(node)}: the scale must be finite and positive")
+    return scale
+
+
+def scale_times_delta(scale: np.ndarray, fmt: MinifloatFormat, node: NodeProto) -> np.ndarray:
+    """``fl32(scale * delta)``; refuses when float32 cannot hold it exactly (under/overflow), since then
+    ``k * (scale*delta)`` would no longer equal the quantizer's ``q * scale`` bit for bit."""
+    exact = scale.astype(np.float64) * fmt.delta
+    with np.errstate(over="ignore", under="ignore"):
+        sd = exact.astype(np.float32)
+    if not np.array_equal(sd.astype(np.float64), exact) or np.any(np.abs(sd) < np.finfo(np.float32).tiny):
+        raise LoweringError(
+            f"cannot lower {label(node)}: scale * delta (delta = 2^{int(np.log2(fmt.delta))}) leaves float32's "
+            "normal range, so the integer form would not be exact"
+        )
+    return sd
+
+
+def drop_weight_record(model: ModelWrapper, tensor: str) -> None:
+    """Forget a folded weight's format record (the tensor is replaced by its integer form)."""
+    for ann in model.graph.quantization_annotation:
+        if ann.tensor_name != tensor:
+            continue
+        keep = [(e.key, e.value) for e in ann.quant_parameter_tensor_names if e.key not in (FORMAT_KEY, SCALE_KEY)]
+        del ann.quant_parameter_tensor_names[:]
+        for key, value in keep:
+            ann.quant_parameter_tensor_names.add(key=key, value=value)
+
+
+def remove_if_orphaned(model: ModelWrapper, node: NodeProto) -> None:
+    """Remove ``node`` if nothing consumes its outputs, then the constant inputs only it used, recursively
+    for producers that become orphaned (e.g. the quantizer behind a Transpose)."""
+    graph_outputs = {o.name for o in model.graph.output}
+    if any(model.find_consumers(o) or o in graph_outputs for o in node.output):
+        return
+    model.graph.node.remove(node)
+    for name in node.input:
+        if not name or model.find_consumers(name) or name in graph_outputs:
+            continue
+        producer = model.find_producer(name)
+        if producer is not None:
+            remove_if_orphaned(model, producer)
+        elif model.get_initializer(name) is not None:
+            model.del_initializer(name)
+            drop_weight_record(model, name)

@@ -1,0 +1,146 @@
+"""`LowerMinifloatActivations`: minifloat activation quantizers -> MultiThreshold + Mul."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import NodeProto, helper
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.base import Transformation
+
+from finn_transforms.thresholds import pair_thresholds, threshold_count
+from finn_transforms.transformation._common import (
+    DEFAULT_MAX_THRESHOLDS,
+    LoweringError,
+    format_of,
+    is_minifloat_quant,
+    label,
+    scale_of,
+    scale_times_delta,
+)
+
+_CHANNELS_FIRST = {2: "NC", 3: "NCW", 4: "NCHW"}
+_CHANNELS_LAST = {2: "NC", 3: "NWC", 4: "NHWC"}
+
+
+class LowerMinifloatActivations(Transformation):
+    """Lower minifloat activation quantizers to thresholds.
+
+    Matched: ``FloatQuant`` / ``MinifloatQuant`` ``(X, scale, ...)`` with ``X`` a dynamic tensor (not an
+    initializer) and a constant scale, per tensor or per channel (one non-unit axis of the scale,
+    right-aligned against X: axis 1 or the last axis).
+    Replaced by: ``MultiThreshold(X, T) -> Mul(scale * delta)`` where the MultiThreshold (qonnx
+    general domain) outputs the embedded integer ``k = q / delta``: ``out_bias = integer_min``,
+    ``out_dtype`` the embedding's FINN datatype (`MinifloatFormat.integer_datatype`), ``data_layout``
+    from the scale's channel axis (NC/NCW/NCHW, NWC/NHWC; per tensor: the tensor's layout annotation,
+    else channels-first by rank), thresholds of shape (C or 1, integer_max - integer_min) from
+    `finn_transforms.thresholds` (exact for every float32 input, ties included). The Mul constant keeps
+    the scale's shape (a scalar when per tensor), so ``fl32(k * fl32(s * delta)) == fl32(q * s)``.
+
+    ``Relu -> quantizer`` where the Relu feeds only the quantizer: the Relu is absorbed, exactly
+    (negative inputs give k = 0 either way): only the thresholds above zero are kept, ``out_bias = 0``
+    and ``out_dtype`` becomes ``UINTn``.
+
+    Refused with `LoweringError`: non-saturating quantizers, ``max_val`` matching no special-value
+    convention, non-constant or non-positive scales, scales varying along more than one axis or along
+    an axis MultiThreshold cannot address, inputs of rank < 2, and more than ``max_thresholds``
+    thresholds per channel (the threshold memory grows with the integer range: E4M3 needs 491520).
+    """
+
+    def __init__(self, max_thresholds: int = DEFAULT_MAX_THRESHOLDS):
+        super().__init__()
+        if int(max_thresholds) < 1:
+            raise ValueError(f"max_thresholds must be positive, got {max_thresholds}")
+        self.max_thresholds = int(max_thresholds)
+
+    def apply(self, model: ModelWrapper):
+        for node in list(model.graph.node):
+            if is_minifloat_quant(node) and model.get_initializer(node.input[0]) is None:
+                self._lower(model, node)
+                return model, True
+        return model, False
+
+    @staticmethod
+    def _channel_axis(model: ModelWrapper, node: NodeProto, scale: np.ndarray, rank: int | None):
+        if scale.size == 1:
+            return None
+        if rank is None:
+            raise LoweringError(f"cannot lower {label(node)}: per-channel scale but the input shape is unknown (run InferShapes)")
+        if scale.ndim > rank:
+            raise LoweringError(f"cannot lower {label(node)}: scale of rank {scale.ndim} for an input of rank {rank}")
+        padded = (1,) * (rank - scale.ndim) + scale.shape
+        axes = [i for i, d in enumerate(padded) if d != 1]
+        if len(axes) != 1:
+            raise LoweringError(f"cannot lower {label(node)}: the scale {scale.shape} varies along several axes")
+        axis = axes[0]
+        if axis not in (1, rank - 1):
+            raise LoweringError(
+                f"cannot lower {label(node)}: the scale varies along axis {axis}; MultiThreshold only supports "
+                "channels on axis 1 or the last axis"
+            )
+        return axis
+
+    def _lower(self, model: ModelWrapper, node: NodeProto) -> None:
+        fmt = format_of(model, node)
+        count = threshold_count(fmt)
+        if count > self.max_thresholds:
+            raise LoweringError(
+                f"cannot lower {label(node)}: {fmt.name} needs {count} thresholds per channel (integer range "
+                f"[{fmt.integer_min}, {fmt.integer_max}]), more than max_thresholds={self.max_thresholds}"
+            )
+        scale = scale_of(model, node)
+        x = node.input[0]
+        shape = model.get_tensor_shape(x)
+        rank = len(shape) if shape is not None else None
+        if rank is not None and rank < 2:
+            raise LoweringError(f"cannot lower {label(node)}: MultiThreshold needs an input of rank >= 2, got {rank}")
+        axis = self._channel_axis(model, node, scale, rank)
+        try:
+            T, jumps = pair_thresholds(fmt, scale)
+        except ValueError as err:
+            raise LoweringError(f"cannot lower {label(node)}: {err}") from err
+
+        out_bias, out_dtype = fmt.integer_min, DataType[fmt.integer_datatype]
+        relu = model.find_producer(x)
+        if relu is not None and relu.op_type == "Relu" and len(model.find_consumers(x)) == 1 and x not in {
+            o.name for o in model.graph.output
+        }:
+            keep = fmt.values()[1:] > 0  # only these thresholds can count once inputs are >= 0
+            T, jumps = T[:, keep], jumps[keep]
+            out_bias, out_dtype = 0, DataType[f"UINT{max(1, fmt.integer_max.bit_length())}"]
+            x = relu.input[0]
+            model.graph.node.remove(relu)
+        thresholds = np.repeat(T, jumps, axis=1).astype(np.float32)
+
+        if axis is None:
+            annotated = model.get_tensor_layout(x)
+            layout = "".join(annotated) if annotated is not None else _CHANNELS_FIRST.get(rank)
+        else:
+            layout = (_CHANNELS_FIRST if axis == 1 else _CHANNELS_LAST)[rank]
+        sd = scale_times_delta(scale, fmt, node)
+        if sd.size == 1 and (rank is None or sd.ndim <= rank):
+            sd = np.asarray(sd.reshape(-1)[0], dtype=np.float32)
+
+        base = node.name or node.output[0]
+        t_name = model.make_new_valueinfo_name()
+        model.set_initializer(t_name, thresholds)
+        k_name = model.make_new_valueinfo_name()
+        if shape is not None:
+            model.set_tensor_shape(k_name, shape)
+        attrs = dict(out_dtype=out_dtype.name, out_bias=float(out_bias))
+        if layout:
+            attrs["data_layout"] = layout
+        mt = helper.make_node(
+            "MultiThreshold", [x, t_name], [k_name], domain="qonnx.custom_op.general", name=f"{base}_thresholds", **attrs
+        )
+        sd_name = model.make_new_valueinfo_name()
+        model.set_initializer(sd_name, sd)
+        mul = helper.make_node("Mul", [k_name, sd_name], [node.output[0]], name=f"{base}_scale")
+        model.set_tensor_datatype(k_name, out_dtype)
+        pos = list(model.graph.node).index(node)
+        model.graph.node.insert(pos, mul)
+        model.graph.node.insert(pos, mt)
+        model.graph.node.remove(node)
+        for name in node.input[1:]:
+            if name and not model.find_consumers(name) and model.get_initializer(name) is not None:
+                model.del_initializer(name)
