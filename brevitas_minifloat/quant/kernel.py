@@ -76,9 +76,8 @@ class MinifloatRoundSte(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (x,) = ctx.saved_tensors
         fmt = ctx.fmt
-        lo = -fmt.max_value if fmt.signed else 0.0
-        inside = (x >= lo) & (x <= fmt.max_value)
-        return grad * inside, None
+        saturated = x.abs() > fmt.max_value if fmt.signed else (x < 0) | (x > fmt.max_value)
+        return grad.masked_fill(saturated, 0.0), None
 
 
 def minifloat_fake_quant(x: torch.Tensor, fmt: MinifloatFormat, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
