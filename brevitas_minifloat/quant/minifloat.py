@@ -116,6 +116,11 @@ def _check(scaling: str) -> None:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
 
 
+def _class_name(fmt: MinifloatFormat, kind: str, per_channel: bool, scaling: str, power_of_two: bool) -> str:
+    """A readable class name, e.g. ``E2M1WeightPerChannelSTATS``, for reprs and error messages."""
+    return f"{fmt.name}{kind}{'PerChannel' if per_channel else 'PerTensor'}{scaling.upper()}{'PoT' if power_of_two else ''}"
+
+
 def _format_attrs(fmt: MinifloatFormat, power_of_two: bool) -> dict:
     inf_values, nan_values = _special_codes(fmt)
     attrs = dict(
@@ -161,8 +166,7 @@ def minifloat_weight_quant(
     )
     if scaling == "learned":
         attrs["scaling_impl_type"] = ScalingImplType.PARAMETER_FROM_STATS
-    name = f"{fmt.name}Weight{'PerChannel' if per_channel else 'PerTensor'}{scaling.upper()}{'PoT' if power_of_two else ''}"
-    return type(name, bases, attrs)
+    return type(_class_name(fmt, "Weight", per_channel, scaling, power_of_two), bases, attrs)
 
 
 def minifloat_act_quant(
@@ -202,5 +206,4 @@ def minifloat_act_quant(
         )
     else:
         attrs["scaling_per_output_type"] = ScalingPerOutputType.TENSOR
-    name = f"{fmt.name}Act{'PerChannel' if per_channel else 'PerTensor'}{scaling.upper()}{'PoT' if power_of_two else ''}"
-    return type(name, bases, attrs)
+    return type(_class_name(fmt, "Act", per_channel, scaling, power_of_two), bases, attrs)
