@@ -15,6 +15,7 @@ build config object.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -84,11 +85,52 @@ def _finn_qonnx_to_finn(model: ModelWrapper, cfg: Any) -> ModelWrapper:
     return model.transform(ConvertQONNXtoFINN(default_filter_function_generator(max_multithreshold_bit_width=bits)))
 
 
+def _guard_requant(model: ModelWrapper, cfg: Any) -> None:
+    """Keep FINN from turning our MultiThresholds into ``Requant`` layers, which would not be exact.
+
+    FINN+ 1.6.1's ``step_convert_to_hw`` replaces a standalone MultiThreshold whose output has at
+    least ``cfg.requant_bitwidth_threshold`` bits (default 9) and whose thresholds it judges
+    uniform (``np.allclose(diffs, diffs[0], rtol=1e-2)``, default ``atol=1e-8``) by
+    ``round(x * scale + bias)``. That is wrong for our thresholds in two cases (measured): grids
+    that are uniform (E1 formats, e.g. E1M7 -> INT9) lose round-half-to-even at ties, and thresholds
+    closer than 1e-8 (tiny scales) pass the test although they are not uniform at all. When a
+    lowered MultiThreshold is at risk, raise ``cfg.requant_bitwidth_threshold`` above its width
+    (this build only; integer layers at least that wide may still use Requant).
+    """
+    limit = getattr(cfg, "requant_bitwidth_threshold", None)
+    if limit is None and not hasattr(cfg, "requant_bitwidth_threshold"):
+        return
+    try:
+        from finn.transformation.fpgadataflow.convert_to_hw.requant import _check_uniform_thresholds
+    except ImportError:  # pragma: no cover - other FINN versions: be conservative
+        _check_uniform_thresholds = None
+    from qonnx.core.datatype import DataType
+    from qonnx.custom_op.registry import getCustomOp
+
+    widest = 0
+    for node in model.get_nodes_by_op_type("MultiThreshold"):
+        bits = DataType[getCustomOp(node).get_nodeattr("out_dtype")].bitwidth()
+        if limit is not None and bits < limit:
+            continue
+        thresholds = model.get_initializer(node.input[1])
+        if thresholds is None or thresholds.shape[1] < 2:
+            continue
+        if _check_uniform_thresholds is None or _check_uniform_thresholds(thresholds)[0]:
+            widest = max(widest, bits)
+    if widest:
+        warnings.warn(
+            f"raising cfg.requant_bitwidth_threshold to {widest + 1}: FINN's Requant conversion would "
+            f"not reproduce the minifloat thresholds of {widest}-bit MultiThresholds exactly"
+        )
+        cfg.requant_bitwidth_threshold = widest + 1
+
+
 def _step(model: ModelWrapper, cfg: Any, max_weight_bits: int, max_thresholds: int) -> ModelWrapper:
     had_minifloat = any(is_minifloat_quant(n) for n in model.graph.node) or any(
         e.key == FORMAT_KEY for a in model.graph.quantization_annotation for e in a.quant_parameter_tensor_names
     )
     model = lower_minifloat(model, max_weight_bits=max_weight_bits, max_thresholds=max_thresholds)
+    _guard_requant(model, cfg)
     # FINN's step_qonnx_to_finn only runs (cleanup + ConvertQONNXtoFINN: Gemm/Conv-bias handling,
     # constant folding of quantized constants, layouts) when integer QONNX quantizers remain.
     if had_minifloat and not any(model.get_nodes_by_op_type(op) for op in _INTEGER_QONNX_OPS):

@@ -439,6 +439,69 @@ def test_mlp_finn_hw_bit_exact_pot(fa0, fw1, fa1, fw2, data):
 
 
 @needs_finn
+def test_cnn_finn_hw_bit_exact():
+    """Conv layers: per-output-channel weight scales ([out, 1, 1, 1]) lower to Conv + Mul [1, out, 1, 1];
+    FINN lowers the convolutions to Im2Col + MatMul and maps them to MVAUs; still bit-exact."""
+    rng = np.random.default_rng(1)
+    f = MinifloatFormat.parse
+    conv = dict(kernel_shape=[3, 3], strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1], group=1)
+    model = new_model({"x": [1, 2, 6, 6]}, {"y": [1, 3, 2, 2]})
+    model.set_initializer("W1", rng.normal(size=(4, 2, 3, 3)).astype(F32))
+    model.set_initializer("W2", rng.normal(size=(3, 4, 3, 3)).astype(F32))
+    model = finish(
+        model,
+        [
+            quant_node(model, "FloatQuant", "x", "xq", f("E2M1"), F32(0.5), "qa0"),
+            quant_node(model, "FloatQuant", "W1", "W1q", f("E3M2"), (2.0 ** rng.integers(-6, -3, (4, 1, 1, 1))).astype(F32), "qw1"),
+            helper.make_node("Conv", ["xq", "W1q"], ["h"], name="conv1", **conv),
+            helper.make_node("Relu", ["h"], ["hr"], name="relu1"),
+            quant_node(model, "MinifloatQuant", "hr", "hq", f("E2M2_U"), F32(0.25), "qa1"),
+            quant_node(model, "MinifloatQuant", "W2", "W2q", f("E2M3_NOSUB"), (2.0 ** rng.integers(-5, -2, (3, 1, 1, 1))).astype(F32), "qw2"),
+            helper.make_node("Conv", ["hq", "W2q"], ["y"], name="conv2", **conv),
+        ],
+    )
+    x = np.concatenate([rng.choice(probe_points(f("E2M1"), F32(0.5))[:-12], size=(5, 2, 6, 6)), rng.normal(size=(3, 2, 6, 6)) * 3]).astype(F32)
+    want = run_rows(model, x)
+    np.testing.assert_array_equal(run_rows(lower_minifloat(model), x), want)
+    hw = finn_hw(model)
+    assert hw_op_types(hw).count("MVAU") == 2 and hw_op_types(hw).count("ConvolutionInputGenerator") == 2, hw_op_types(hw)
+    np.testing.assert_array_equal(run_hw(hw, x), want)
+
+
+@needs_finn
+@pytest.mark.parametrize("fmt, scale", [("E1M7", 0.5), ("E3M4", 1e-9)])
+def test_requant_guard(fmt, scale):
+    """FINN's Requant conversion of wide MultiThresholds is not exact for uniform grids (E1: ties)
+    or for thresholds closer than its 1e-8 tolerance; the step keeps them as Thresholding layers."""
+    rng = np.random.default_rng(5)
+    f = MinifloatFormat.parse
+    model = mlp(rng, f(fmt), f("E3M2"), f("E2M2_U"), f("E3M2"))
+    model.set_initializer("qa0_scale", F32(scale))
+    x = mlp_inputs(model, f(fmt), rng, 30)
+    with pytest.warns(UserWarning, match="requant_bitwidth_threshold"):
+        hw = finn_hw(model)
+    assert "Requant" not in hw_op_types(hw) and "Thresholding" in hw_op_types(hw)
+    np.testing.assert_array_equal(run_hw(hw, x), run_rows(model, x))
+
+
+@needs_finn
+def test_mlp_float_scales_finn_hw():
+    """Non-power-of-two scales through FINN: streamlining re-associates the float scale products, so
+    exactness is not guaranteed near thresholds; measured on random inputs: no quantized output differs."""
+    rng = np.random.default_rng(21)
+    f = MinifloatFormat.parse
+    model = mlp(rng, f("E2M1"), f("E3M2"), f("E2M2_U"), f("E2M3"), pot=False, n_in=32, hidden=16, n_out=8)
+    y = model.graph.node[-1].output[0]
+    model.graph.node[-1].output[0] = "y_raw"
+    model.graph.node.append(quant_node(model, "MinifloatQuant", "y_raw", y, f("E3M2"), F32(0.0371), "qout"))
+    model = model.transform(InferShapes())
+    x = (rng.normal(size=(100, 32)) * 2).astype(F32)
+    want = run_rows(model, x)
+    np.testing.assert_array_equal(run_rows(lower_minifloat(model), x), want)
+    assert (run_hw(finn_hw(model), x) != want).mean() <= 1e-3
+
+
+@needs_finn
 def test_mixed_integer_and_minifloat_finn():
     """Integer ``Quant`` layers next to minifloat ones: ours lowered first, FINN converts the rest."""
     rng = np.random.default_rng(7)
