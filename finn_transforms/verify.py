@@ -1,0 +1,171 @@
+"""``verify``: the exactness chain from a Brevitas model to FINN HW layers, stage by stage.
+
+Stages: torch (the Brevitas model) -> QONNX (``execute_onnx`` of our export) -> lowered FINN-ONNX
+(our passes) -> FINN's streamlined graph -> FINN HW layers (folded, specialized, executed in Python
+by mapping them back to FINN's generic HW ops). Every stage is compared with torch. When the model's
+output comes from a quantizer, outputs are compared as integers in units of the output quantum
+(exact agreement required); otherwise within float32 rounding of the matmuls (``float_rtol``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core.onnx_exec import execute_onnx
+
+from brevitas_minifloat.export import export_qonnx
+from finn_transforms.quant_nodes import is_minifloat_quant, minifloat_format_of
+from finn_transforms.steps import lower_minifloat, make_step_lower_minifloat
+from finn_transforms.transformation import DEFAULT_MAX_THRESHOLDS, DEFAULT_MAX_WEIGHT_BITS
+
+STREAMLINE_STEP = "step_streamline"
+
+
+class VerificationError(AssertionError):
+    """A stage disagreed with torch; ``.report`` holds every stage's comparison."""
+
+    def __init__(self, message: str, report: VerifyReport):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class StageResult:
+    stage: str
+    max_abs_diff: float
+    mismatches: int  # outputs whose integer code (or float value, beyond tolerance) differs from torch
+    total: int
+
+    @property
+    def agrees(self) -> bool:
+        return self.mismatches == 0
+
+
+@dataclass
+class VerifyReport:
+    stages: list[StageResult]
+    output_quantum: float | None  # None: the model output is not quantized, compared as floats
+    output_dir: Path
+    estimates: object | None = None  # finn_transforms.build.EstimateReport of the build
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.agrees for s in self.stages)
+
+    def summary(self) -> str:
+        unit = f"integer codes of quantum {self.output_quantum:g}" if self.output_quantum else "float outputs"
+        lines = [f"exactness chain, {unit}:", f"{'stage':<14}{'max |diff|':>14}{'mismatches':>14}"]
+        for s in self.stages:
+            lines.append(f"{s.stage:<14}{s.max_abs_diff:>14.3g}{s.mismatches:>8d} / {s.total}")
+        return "\n".join(lines)
+
+
+def _output_quantum(model: ModelWrapper) -> float | None:
+    """Scale x delta of the quantizer producing the graph output, if it has one constant scale."""
+    producer = model.find_producer(model.graph.output[0].name)
+    if producer is None or model.get_initializer(producer.input[1]) is None:
+        return None
+    scale = np.asarray(model.get_initializer(producer.input[1]))
+    if scale.size != 1:
+        return None
+    if is_minifloat_quant(producer):
+        return float(scale) * minifloat_format_of(model, producer).delta
+    if producer.op_type == "Quant":
+        return float(scale)
+    return None
+
+
+def _run_per_sample(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.asarray(run(x[i : i + 1]), dtype=np.float32) for i in range(len(x))])
+
+
+def _onnx_runner(model: ModelWrapper) -> Callable[[np.ndarray], np.ndarray]:
+    inp, out = model.graph.input[0].name, model.graph.output[0].name
+    return lambda x: execute_onnx(model, {inp: x})[out]
+
+
+def _compare(stage: str, got: np.ndarray, want: np.ndarray, quantum: float | None, float_rtol: float) -> StageResult:
+    got = got.reshape(want.shape)
+    diff = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
+    if quantum:
+        mismatches = int(np.count_nonzero(np.rint(got / quantum) != np.rint(want / quantum)))
+    else:
+        tol = float_rtol * max(float(np.max(np.abs(want))), 1e-30)
+        mismatches = int(np.count_nonzero(np.abs(got - want) > tol))
+    return StageResult(stage, diff, mismatches, int(want.size))
+
+
+def verify(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    output_dir: str | os.PathLike,
+    *,
+    build: bool = True,
+    max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS,
+    max_thresholds: int = DEFAULT_MAX_THRESHOLDS,
+    float_rtol: float = 1e-5,
+    max_mismatch_fraction: float = 0.0,
+    raise_on_mismatch: bool = True,
+    **build_kwargs,
+) -> VerifyReport:
+    """Export, lower, build and compare every stage with torch on ``inputs`` (a batch).
+
+    ``build=False`` stops after the lowered graph (no FINN build). ``build_kwargs`` go to
+    `finn_transforms.build.build_estimates` (e.g. ``fpga_part``, ``folding_config``). Raises
+    `VerificationError` (with the report) when a stage disagrees on more than
+    ``max_mismatch_fraction`` of the outputs (default: on any), unless ``raise_on_mismatch=False``.
+    The model is evaluated in eval mode; its parameters are not changed.
+
+    Exactness holds whenever torch's own float32 arithmetic is exact (power-of-two scales and
+    accumulators below 2^24): FINN then computes the same integers. With float scales torch's
+    float32 matmuls round, so a downstream quantizer whose input lies within that rounding of a
+    threshold can differ by one step; ``max_mismatch_fraction`` lets such models pass knowingly.
+    """
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim < 2 or len(inputs) == 0:
+        raise ValueError("inputs must be a non-empty batch tensor [N, ...]")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            reference = model(inputs).detach().numpy().astype(np.float32)
+        exported = export_qonnx(model, inputs[:1], out / "qonnx.onnx")
+    finally:
+        model.train(was_training)
+    x = inputs.detach().numpy().astype(np.float32)
+    quantum = _output_quantum(exported)
+    lowered = lower_minifloat(exported, max_weight_bits=max_weight_bits, max_thresholds=max_thresholds)
+    lowered.save(str(out / "lowered.onnx"))
+    outputs = {
+        "qonnx": _run_per_sample(_onnx_runner(exported), x),
+        "lowered": _run_per_sample(_onnx_runner(lowered), x),
+    }
+    estimates = None
+    if build:
+        from finn_transforms.build import build_estimates
+        from finn_transforms.hw_exec import execute_build
+
+        step = make_step_lower_minifloat(max_weight_bits=max_weight_bits, max_thresholds=max_thresholds)
+        build_dir = out / "finn_build"
+        estimates = build_estimates(exported, build_dir, extra_steps_before=[step], **build_kwargs)
+
+        def stage_runner(step_name: str | None):
+            return lambda xs: next(iter(execute_build(build_dir, xs, step=step_name).values()))
+
+        outputs["streamlined"] = _run_per_sample(stage_runner(STREAMLINE_STEP), x)
+        outputs["hw"] = _run_per_sample(stage_runner(None), x)
+    stages = [_compare(name, got, reference, quantum, float_rtol) for name, got in outputs.items()]
+    report = VerifyReport(stages, quantum, out, estimates, {"torch": reference, **outputs})
+    bad_stages = [s for s in stages if s.mismatches > max_mismatch_fraction * s.total]
+    if raise_on_mismatch and bad_stages:
+        bad = ", ".join(f"{s.stage} ({s.mismatches}/{s.total})" for s in bad_stages)
+        raise VerificationError(f"stages disagree with torch: {bad}\n{report.summary()}", report)
+    return report
