@@ -21,17 +21,20 @@ import brevitas.nn as qnn  # noqa: E402
 from brevitas.quant.float_quant_ocp import Fp8e4m3OCPWeightPerTensorFloat  # noqa: E402
 
 from brevitas_minifloat import MinifloatFormat, minifloat_weight_quant  # noqa: E402
-from brevitas_minifloat.quant.kernel import minifloat_fake_quant  # noqa: E402
+from brevitas_minifloat.quant.kernel import MinifloatRoundSte  # noqa: E402
 
 
-def timed(fn, repeats: int) -> float:
-    fn()
-    samples = []
+def interleaved_medians(fns: list, repeats: int) -> list[float]:
+    """Median ms of each function, measured round-robin so load changes hit all of them alike."""
+    for fn in fns:
+        fn()  # warm-up
+    samples = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e3
+        for fn, acc in zip(fns, samples):
+            start = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - start)
+    return [statistics.median(acc) * 1e3 for acc in samples]
 
 
 def native_cast(x: torch.Tensor) -> torch.Tensor:
@@ -62,17 +65,16 @@ def main() -> None:
 
     rows = [
         ("native cast x.to(float8_e4m3fn).to(float32)", lambda: native_cast(x), fwd_bwd(native_cast)),
-        ("ours: minifloat_fake_quant (scale 1)", lambda: minifloat_fake_quant(x, fmt), fwd_bwd(lambda t: minifloat_fake_quant(t, fmt))),
+        ("ours: minifloat rounding + STE (scale 1)", lambda: MinifloatRoundSte.apply(x, fmt), fwd_bwd(lambda t: MinifloatRoundSte.apply(t, fmt))),
         ("ours: QuantLinear weight quant (stats scale)", lambda: ours_layer.quant_weight(), lambda: ours_layer.quant_weight().value.sum().backward()),
         ("Brevitas Fp8e4m3OCP weight quant (stats scale)", lambda: brev_layer.quant_weight(), lambda: brev_layer.quant_weight().value.sum().backward()),
     ]
     print(f"tensor {args.size}x{args.size} float32, torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}")
-    base_f = base_b = None
+    fwd_ms = interleaved_medians([fwd for _, fwd, _ in rows], args.repeats)
+    bwd_ms = interleaved_medians([fb for _, _, fb in rows], args.repeats)
     print(f"{'':50s} {'fwd ms':>8s} {'x native':>9s} {'fwd+bwd ms':>11s} {'x native':>9s}")
-    for name, fwd, fb in rows:
-        tf, tb = timed(fwd, args.repeats), timed(fb, args.repeats)
-        base_f, base_b = base_f or tf, base_b or tb
-        print(f"{name:50s} {tf:8.1f} {tf / base_f:9.2f} {tb:11.1f} {tb / base_b:9.2f}")
+    for (name, _, _), tf, tb in zip(rows, fwd_ms, bwd_ms):
+        print(f"{name:50s} {tf:8.1f} {tf / fwd_ms[0]:9.2f} {tb:11.1f} {tb / bwd_ms[0]:9.2f}")
 
 
 if __name__ == "__main__":
