@@ -379,6 +379,12 @@ def test_bad_arguments(kwargs, match):
         syq_weight_quant(args.pop("levels"), args.pop("groups"), **args)
 
 
+def test_numpy_scalars_accepted():
+    wq = syq_weight_quant("binary", "layer", eta=np.float32(0.1), scale_bits=np.int64(3))
+    assert wq.syq_scale_bits == 3 and isinstance(wq.syq_scale_bits, int)
+    assert QuantLinear(4, 3, weight_quant=wq).quant_weight().bit_width == 1
+
+
 @pytest.mark.parametrize("groups", ["row", "pixel"])
 def test_row_pixel_on_linear(groups):
     with pytest.raises(ValueError, match=r"QuantLinear: groups='%s' does not fit a Linear.*'layer', 'channel'" % groups):

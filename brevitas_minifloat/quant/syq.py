@@ -45,6 +45,7 @@ such a scale (``return_quant_tensor=True`` without an output quantizer, bias qua
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Literal
 
 import torch
@@ -343,18 +344,18 @@ def syq_weight_quant(
         raise ValueError(f"levels must be one of {LEVELS}, got {levels!r}")
     if groups not in GROUPS:
         raise ValueError(f"groups must be one of {GROUPS}, got {groups!r}")
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or not 0 <= eta < 1:
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta) or not 0 <= eta < 1:
         raise ValueError(
             f"eta (threshold as a fraction of the layer's max |w|) must be a number with 0 <= eta < 1, got {eta!r}"
         )
-    if scale_bits is not None and (isinstance(scale_bits, bool) or not isinstance(scale_bits, int)
+    if scale_bits is not None and (isinstance(scale_bits, bool) or not isinstance(scale_bits, numbers.Integral)
                                    or not 1 <= scale_bits <= 16):
         raise ValueError(f"scale_bits must be None or an integer from 1 to 16, got {scale_bits!r}")
     attrs = dict(
         syq_levels=levels,
         syq_groups=groups,
         syq_eta=float(eta),
-        syq_scale_bits=scale_bits,
+        syq_scale_bits=None if scale_bits is None else int(scale_bits),
         bit_width=2 if levels == "ternary" else 1,
     )
     name = f"Syq{levels.capitalize()}Per{groups.capitalize()}Weight" + (f"Scale{scale_bits}b" if scale_bits else "")
