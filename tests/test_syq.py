@@ -290,8 +290,7 @@ def _export_and_run(model, x, path):
     return wrapped, ctx, ref
 
 
-EXPORT_CASES = [("ternary", "layer"), ("binary", "channel"), ("ternary", "row"), ("binary", "row"),
-                ("ternary", "pixel"), ("binary", "pixel")]
+EXPORT_CASES = [(lv, g) for g in ("layer", "channel", "row", "pixel") for lv in ("ternary", "binary")]
 
 
 @pytest.mark.parametrize("levels,groups", EXPORT_CASES)
