@@ -64,7 +64,7 @@ def test_random_models_lower_exactly(tmp_path_factory, in_fmt, w_fmt, h_fmt, out
     torch.manual_seed(seed)
     model = _mlp(fin, hidden, fout, in_fmt, w_fmt, h_fmt, out_fmt, per_channel=per_channel)
     x = torch.cat([_ties_and_saturation(model, in_fmt, 6, fin, seed), torch.randn(4, fin) * 2])
-    report = verify(model, x, tmp_path_factory.mktemp("v"), build=False)
+    report = verify(model, x, tmp_path_factory.mktemp("v"), build=False, max_weight_bits=24)  # E4M3 weights: INT19
     assert report.ok, report.summary()
 
 
