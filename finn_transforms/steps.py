@@ -1,8 +1,10 @@
-"""FINN builder steps for minifloat models.
+"""FINN builder steps for minifloat and SYQ codebook models.
 
-``step_lower_minifloat`` runs the exact lowering passes (`finn_transforms.transformation`) and goes
-before FINN's ``step_qonnx_to_finn``; use it as the string ``"finn_transforms.steps.step_lower_minifloat"``
-or the callable, e.g. with `finn_transforms.build.build_estimates`::
+``step_lower_minifloat`` runs the exact lowering passes (`finn_transforms.transformation`: minifloat
+weights and activations, and SYQ weights whose per-row / per-pixel scales share a fixed-point grid)
+and goes before FINN's ``step_qonnx_to_finn`` (one step for both kinds of model; SYQ weights per layer
+or output channel need no step, FINN folds them). Use it as the string
+``"finn_transforms.steps.step_lower_minifloat"`` or the callable, e.g. with `finn_transforms.build.build_estimates`::
 
     build_estimates(model, out_dir, extra_steps_before=[MINIFLOAT_STEP])
 
@@ -33,6 +35,7 @@ from finn_transforms.transformation import (
     LowerMinifloatWeights,
     LoweringError,
 )
+from finn_transforms.transformation.lower_syq_group_scales import LowerSyqGroupScales
 
 __all__ = [
     "MINIFLOAT_STEP",
@@ -52,12 +55,16 @@ def lower_minifloat(
     max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS,
     max_thresholds: int = DEFAULT_MAX_THRESHOLDS,
 ) -> ModelWrapper:
-    """Lower every minifloat quantizer of a QONNX model (returns a new model; the input is untouched).
+    """Lower every minifloat quantizer and every SYQ weight with reduction-axis scales of a QONNX model
+    (returns a new model; the input is untouched).
 
     ``Gemm`` nodes first become ``MatMul`` (+ Transpose / Add), as FINN's ``ConvertQONNXtoFINN`` would
     do later, so Gemm weights lower too. Weight quantizers feeding MatMul/Conv become integer
-    weights + Mul, activation quantizers become MultiThreshold + Mul. Other quantizers of constants
-    (e.g. of a bias) are left to constant folding. Integer ``Quant`` nodes are left for FINN.
+    weights + Mul, activation quantizers become MultiThreshold + Mul. SYQ ``Quant``/``BipolarQuant``
+    weights with per-row / per-pixel scales become integers ``c * k_g`` + ``Mul(s)`` when
+    ``a_g = s * k_g`` (`LowerSyqGroupScales`; per-layer / per-channel SYQ scales are FINN's own
+    business). Other quantizers of constants (e.g. of a bias) are left to constant folding. Other
+    integer ``Quant`` nodes are left for FINN. ``max_weight_bits`` bounds both kinds of integer weight.
     Raises `LoweringError` naming the node that cannot be lowered exactly.
     """
     model = model.transform(InferShapes())
@@ -74,6 +81,7 @@ def lower_minifloat(
             warnings.simplefilter("ignore")
             model = model.transform(GemmToMatMul()).transform(InferShapes())
     model = model.transform(LowerMinifloatWeights(max_weight_bits=max_weight_bits))
+    model = model.transform(LowerSyqGroupScales(max_weight_bits=max_weight_bits))
     model = model.transform(LowerMinifloatActivations(max_thresholds=max_thresholds))
     left = [n for n in model.graph.node if is_minifloat_quant(n) and model.get_initializer(n.input[0]) is None]
     if left:  # pragma: no cover - the activation pass lowers or raises
@@ -136,17 +144,19 @@ def _step(model: ModelWrapper, cfg: Any, max_weight_bits: int, max_thresholds: i
     had_minifloat = any(is_minifloat_quant(n) for n in model.graph.node) or any(
         e.key == FORMAT_KEY for a in model.graph.quantization_annotation for e in a.quant_parameter_tensor_names
     )
+    had_quant = had_minifloat or any(model.get_nodes_by_op_type(op) for op in _INTEGER_QONNX_OPS)
     model = lower_minifloat(model, max_weight_bits=max_weight_bits, max_thresholds=max_thresholds)
     _guard_requant(model, cfg)
     # FINN's step_qonnx_to_finn only runs (cleanup + ConvertQONNXtoFINN: Gemm/Conv-bias handling,
     # constant folding of quantized constants, layouts) when integer QONNX quantizers remain.
-    if had_minifloat and not any(model.get_nodes_by_op_type(op) for op in _INTEGER_QONNX_OPS):
+    if had_quant and not any(model.get_nodes_by_op_type(op) for op in _INTEGER_QONNX_OPS):
         model = _finn_qonnx_to_finn(model, cfg)
     return model
 
 
 def step_lower_minifloat(model: ModelWrapper, cfg: Any) -> ModelWrapper:
-    """Builder step: exact lowering of minifloat quantizers; put it before ``step_qonnx_to_finn``.
+    """Builder step: exact lowering of minifloat quantizers and SYQ row/pixel weights; put it before
+    ``step_qonnx_to_finn``.
 
     Limits come from ``cfg.minifloat_max_weight_bits`` / ``cfg.minifloat_max_thresholds`` when the
     config object has them, else the defaults (16 bits, 4096 thresholds per channel).
@@ -164,6 +174,7 @@ def make_step_lower_minifloat(
 ) -> Callable[[ModelWrapper, Any], ModelWrapper]:
     """``step_lower_minifloat`` with explicit limits (a callable step named ``step_lower_minifloat``)."""
     LowerMinifloatWeights(max_weight_bits)  # validate now, not in the middle of a build
+    LowerSyqGroupScales(max_weight_bits)
     LowerMinifloatActivations(max_thresholds)
 
     @functools.wraps(step_lower_minifloat)
