@@ -1,0 +1,48 @@
+"""Design-space exploration: integer vs minifloat formats x PTQ techniques -> accuracy, FINN
+estimates and an analytic MAC cost; Pareto frontier, CSV/JSON tables and plots.
+
+    from brevitas_minifloat.dse import default_workload, preset, run_dse
+    workload, _ = default_workload("out/dse")        # CNN trained on MNIST digits (cached)
+    result = run_dse(workload, preset("default"), "out/dse", workers=2)
+    print(result.frontier)
+
+Jobs run on any ``concurrent.futures.Executor`` (default: a local process pool; e.g.
+``distributed.Client(...).get_executor()`` for a Dask cluster); finished points are cached as JSON.
+"""
+
+from brevitas_minifloat.dse.cost import MacCostFn, analytic_mac_cost, model_mac_cost
+from brevitas_minifloat.dse.runner import DSEResult, InlineExecutor, JsonCache, pareto_front, process_pool, run_dse
+from brevitas_minifloat.dse.space import PRESETS, TECHNIQUE_STUDY, Point, Space, preset, technique_label
+from brevitas_minifloat.dse.workload import (
+    DEFAULT_MODEL,
+    Workload,
+    default_workload,
+    digits_cnn,
+    digits_mlp,
+    load_model,
+    train_float_model,
+)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DSEResult",
+    "InlineExecutor",
+    "JsonCache",
+    "MacCostFn",
+    "PRESETS",
+    "Point",
+    "Space",
+    "TECHNIQUE_STUDY",
+    "Workload",
+    "analytic_mac_cost",
+    "default_workload",
+    "digits_cnn",
+    "digits_mlp",
+    "load_model",
+    "model_mac_cost",
+    "pareto_front",
+    "preset",
+    "process_pool",
+    "run_dse",
+    "technique_label",
+]

@@ -1,0 +1,154 @@
+"""The two kinds of DSE job. Plain top-level functions of plain arguments (dicts and strings), so any
+`concurrent.futures.Executor` can run them: a local process pool, threads, or a Dask cluster.
+
+Both catch what can go wrong with a design point and return it as data (``status``, ``reason``);
+only bugs escape.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+#: Bump when a job's results change meaning, so cached results are recomputed.
+JOB_VERSION = 1
+
+
+def _workload(d: dict):
+    from brevitas_minifloat.dse.workload import Workload
+
+    d = dict(d)
+    d["input_shape"] = tuple(d.get("input_shape") or (1, 1, 28, 28))
+    return Workload(**d)
+
+
+def _setup(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    warnings.filterwarnings("ignore")
+
+
+def _error(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".strip()
+    return text if len(text) < 2000 else text[:2000] + " ..."
+
+
+def float_accuracy_job(workload: dict, options: dict | None = None) -> dict:
+    """Accuracy of the float model on the held-out data."""
+    from brevitas_minifloat.training import accuracy
+
+    _setup((options or {}).get("threads"))
+    model, _, xte, yte = _workload(workload).load()
+    return {"accuracy": accuracy(model, xte, yte), "eval_images": len(xte)}
+
+
+def accuracy_job(workload: dict, point: dict, options: dict | None = None) -> dict:
+    """PTQ of the workload's float model at ``point`` (weights, activations, techniques) and its
+    accuracy / output MSE (vs the float model) on the held-out data."""
+    import torch
+
+    from brevitas_minifloat.ptq import output_mse, quantize
+    from brevitas_minifloat.training import accuracy
+
+    options = options or {}
+    _setup(options.get("threads"))
+    wl = _workload(workload)
+    model, calibration, xte, yte = wl.load()
+    t0 = time.perf_counter()
+    try:
+        q = quantize(model, calibration, weights=point["weights"], activations=point["activations"],
+                     techniques=tuple(point.get("techniques") or ()), seed=int(options.get("seed", 0)))
+    except (ValueError, RuntimeError, torch.linalg.LinAlgError) as err:
+        return {"status": "ptq failed", "reason": _error(err)}
+    ptq_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    acc = accuracy(q, xte, yte)
+    mse = output_mse(q, model, xte)
+    info = q.ptq_info
+    return {
+        "status": "ok" if acc == acc else "nan",
+        "accuracy": acc,
+        "output_mse": mse,
+        "ptq_s": ptq_s,
+        "eval_s": time.perf_counter() - t1,
+        "layers": [{"name": li.name, "input_format": li.input_format, "fan_in": li.fan_in, "macs": li.macs}
+                   for li in info.layers],
+        "rounding": {k: v["method"] for k, v in info.rounding.items()},
+    }
+
+
+def hardware_job(workload: dict, weights: str, activations: str, options: dict | None = None) -> dict:
+    """FINN estimates of the workload quantized to ``weights``/``activations`` (calibration only:
+    the formats, not the PTQ technique, decide the hardware): export to QONNX, lower our minifloat
+    quantizers, run FINN's estimate-only build. Refusals and failures come back as ``status``."""
+    from brevitas_minifloat.export import ExportRefused, export_qonnx
+    from brevitas_minifloat.ptq import quantize
+
+    options = options or {}
+    _setup(options.get("threads"))
+    wl = _workload(workload)
+    model, calibration, xte, _ = wl.load()
+    root = Path(options.get("build_root") or "out/dse/builds")
+    slug = f"W_{weights}_A_{activations}".replace("/", "_")
+    out = root / slug
+    t0 = time.perf_counter()
+    try:
+        q = quantize(model, calibration, weights=weights, activations=activations, techniques=())
+        try:
+            exported = export_qonnx(q, xte[:1], out / "qonnx.onnx")
+        except ExportRefused as err:
+            return {"status": "export refused", "reason": _error(err)}
+        return _finn_estimates(exported, out, options) | {"build_s": time.perf_counter() - t0}
+    finally:
+        if not options.get("keep_builds"):
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _finn_estimates(exported, out: Path, options: dict) -> dict:
+    from finn_transforms.finn_env import FinnNotAvailableError
+    from finn_transforms.steps import MINIFLOAT_STEP, lower_minifloat
+    from finn_transforms.transformation import LoweringError
+
+    try:
+        from finn_transforms.build import FinnBuildError, build_estimates
+        from finn_transforms.finn_env import require_finn
+
+        require_finn()
+    except (ImportError, FinnNotAvailableError) as err:
+        try:  # still tell lowerable from not lowerable
+            lower_minifloat(exported)
+        except LoweringError as low:
+            return {"status": "not lowerable", "reason": _error(low)}
+        return {"status": "finn missing", "reason": f"{_error(err)} (install FINN+: see README, `make setup`)"}
+    try:
+        report = build_estimates(
+            exported, out / "finn", extra_steps_before=[MINIFLOAT_STEP],
+            target_fps=options.get("target_fps"), clock_ns=float(options.get("clock_ns", 10.0)),
+            fpga_part=options.get("fpga_part", "xczu3eg-sbva484-1-e"),
+        )
+    except FinnBuildError as err:
+        cause = err.__cause__
+        if isinstance(cause, LoweringError):
+            return {"status": "not lowerable", "reason": _error(cause)}
+        return {"status": "build failed", "reason": _error(err), "step": err.step}
+    except Exception as err:  # noqa: BLE001 - FINN raises anything; a failed point is data
+        return {"status": "build failed", "reason": _error(err), "trace": traceback.format_exc(limit=3)}
+    return {
+        "status": "ok",
+        "finn_lut": report.total_lut,
+        "finn_bram18": report.total_bram_18k,
+        "finn_dsp": report.total_dsp,
+        "finn_max_cycles": report.max_cycles,
+        "finn_fps": report.throughput_fps,
+        "finn_latency_cycles": report.latency_cycles,
+        "finn_layers": [
+            {"name": layer.name, "op_type": layer.op_type, "lut": layer.lut, "bram18": layer.bram_18k,
+             "dsp": layer.dsp, "cycles": layer.cycles, "pe": layer.pe, "simd": layer.simd}
+            for layer in report.layers
+        ],
+    }

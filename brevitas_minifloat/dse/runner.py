@@ -1,0 +1,283 @@
+"""`run_dse`: evaluate every point of a `Space` on a `Workload` through an Executor, with a JSON cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from brevitas_minifloat.dse import jobs
+from brevitas_minifloat.dse.cost import MacCostFn, analytic_mac_cost, model_mac_cost
+from brevitas_minifloat.dse.space import Point, Space, kind_of, technique_label
+from brevitas_minifloat.dse.workload import Workload
+from brevitas_minifloat.ptq.spec import as_spec
+
+
+class InlineExecutor(Executor):
+    """Runs each job at ``submit`` in the calling thread (debugging, tiny sweeps, tests)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(err)
+        return future
+
+
+def _init_worker() -> None:
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+
+
+def process_pool(workers: int = 2, start_method: str | None = None) -> ProcessPoolExecutor:
+    """The default executor: ``workers`` local processes with one torch thread each.
+
+    ``start_method=None`` forks where the platform can (Linux; like torch's DataLoader workers, so
+    scripts need no ``if __name__ == "__main__":`` guard) and spawns elsewhere."""
+    if start_method is None:
+        start_method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(start_method),
+                               initializer=_init_worker)
+
+
+class JsonCache:
+    """One plain JSON file per finished job, named by the hash of its key; the file repeats the key,
+    and a file whose key differs (a hash collision or an edited file) counts as missing."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def _path(self, key: dict) -> Path:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+        return self.root / key["kind"] / f"{digest}.json"
+
+    def get(self, key: dict) -> dict | None:
+        path = self._path(key)
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return stored["result"] if stored.get("key") == key else None
+
+    def put(self, key: dict, result: dict) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "result": result}, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+
+
+@dataclass
+class DSEResult:
+    """Rows (one per point), the float baseline, the Pareto frontier and where the report went."""
+
+    rows: list[dict]
+    fp32_accuracy: float
+    workload: dict
+    out_dir: Path | None = None
+    frontier: list[dict] = field(default_factory=list)
+    frontier_x: str = "finn_lut"
+    stats: dict = field(default_factory=dict)
+
+    def best(self, *, kind: str | None = None, w_bits: int | None = None, a_bits: int | None = None,
+             techniques: tuple[str, ...] | None = None) -> dict | None:
+        """The most accurate row matching the filters (``kind``: ``"int"``, ``"minifloat"``, ``"mixed"``)."""
+        rows = [r for r in self.rows if r.get("accuracy") is not None
+                and (kind is None or r["kind"] == kind)
+                and (w_bits is None or r["w_bits"] == w_bits)
+                and (a_bits is None or r["a_bits"] == a_bits)
+                and (techniques is None or r["techniques"] == technique_label(tuple(techniques)))]
+        return max(rows, key=lambda r: (r["accuracy"], -(r.get("output_mse") or 0)), default=None)
+
+    def row(self, weights: str, activations: str, techniques: tuple[str, ...] = ()) -> dict | None:
+        label = technique_label(tuple(techniques))
+        return next((r for r in self.rows if r["weights"] == weights and r["activations"] == activations
+                     and r["techniques"] == label), None)
+
+
+def pareto_front(rows: Iterable[dict], x: str = "finn_lut", y: str = "accuracy") -> list[dict]:
+    """Rows not dominated in (lower ``x``, higher ``y``), sorted by ``x``; rows missing either are skipped."""
+    usable = sorted((r for r in rows if r.get(x) is not None and r.get(y) is not None),
+                    key=lambda r: (r[x], -r[y]))
+    front, best = [], float("-inf")
+    for r in usable:
+        if r[y] > best:
+            front.append(r)
+            best = r[y]
+    return front
+
+
+def _row(point: Point, acc: dict | None, hw: dict | None, fp32: float, mac_cost: MacCostFn,
+         cost_fps: float) -> dict:
+    w, a = as_spec(point.weights), as_spec(point.activations)
+    kinds = {kind_of(point.weights), kind_of(point.activations)}
+    row = {
+        "weights": point.weights, "activations": point.activations,
+        "techniques": technique_label(point.techniques),
+        "kind": kinds.pop() if len(kinds) == 1 else "mixed",
+        "w_bits": w.bits, "a_bits": a.bits,
+        "w_int_bits": w.fmt.integer_bit_width if w.is_minifloat else w.bits,
+        "a_int_bits": a.fmt.integer_bit_width if a.is_minifloat else a.bits,
+        "status": "pending", "accuracy": None, "accuracy_drop": None, "output_mse": None, "ptq_s": None,
+        "hw_status": None, "hw_reason": None,
+        "finn_lut": None, "finn_bram18": None, "finn_dsp": None, "finn_max_cycles": None, "finn_fps": None,
+        "mac_lut": None, "mac_lut_at_fps": None,
+    }
+    if acc is not None:
+        row["status"] = acc.get("status", "error")
+        if acc.get("status") == "ok":
+            row.update(accuracy=acc["accuracy"], accuracy_drop=fp32 - acc["accuracy"],
+                       output_mse=acc["output_mse"], ptq_s=round(acc["ptq_s"], 3))
+            row.update(model_mac_cost(acc["layers"], point.weights, mac_cost, fps=cost_fps))
+        else:
+            row["reason"] = acc.get("reason")
+    if hw is not None:
+        row["hw_status"] = hw.get("status")
+        row["hw_reason"] = hw.get("reason")
+        for k in ("finn_lut", "finn_bram18", "finn_dsp", "finn_max_cycles", "finn_fps"):
+            row[k] = hw.get(k)
+    return row
+
+
+def run_dse(
+    workload: Workload,
+    space: Space | Iterable[Point],
+    out_dir: str | os.PathLike | None = "out/dse",
+    *,
+    executor: Executor | None = None,
+    workers: int = 2,
+    finn: bool = True,
+    target_fps: float | None = None,
+    clock_ns: float = 10.0,
+    mac_cost: MacCostFn = analytic_mac_cost,
+    cost_fps: float = 10_000.0,
+    frontier_x: str | None = None,
+    progress: bool = True,
+    recompute: bool = False,
+    keep_builds: bool = False,
+    report: bool = True,
+    on_result: Callable[[str, dict], None] | None = None,
+) -> DSEResult:
+    """Evaluate every point; write the report to ``out_dir`` (CSV, JSON, frontier, PNG plots).
+
+    Per point: PTQ (`brevitas_minifloat.ptq.quantize`) with the point's formats and techniques,
+    accuracy and output MSE on the held-out data; per format pair (shared by the techniques) FINN
+    estimates of the lowered model (``finn=False`` skips them; failures and refusals are recorded in
+    ``hw_status``/``hw_reason``); the MAC cost model ``mac_cost`` per layer (default:
+    `analytic_mac_cost`; any ``fn(weight_fmt, act_fmt, fan_in) -> {"LUT": ...}``, e.g. a measured one).
+
+    The Pareto frontier is accuracy vs ``frontier_x`` (default: ``"finn_lut"``, or the analytic
+    ``"mac_lut_at_fps"`` when ``finn=False``).
+
+    Jobs run on ``executor`` (any ``concurrent.futures.Executor``, e.g. a Dask
+    ``Client.get_executor()``; it is not shut down) or on a fresh local process pool of ``workers``.
+    Finished jobs are cached as JSON under ``out_dir/cache`` and not recomputed (``recompute=True``
+    ignores the cache); ``out_dir=None`` keeps nothing on disk.
+    """
+    t_start = time.perf_counter()
+    if frontier_x is None:
+        frontier_x = "finn_lut" if finn else "mac_lut_at_fps"
+    points = space.points() if isinstance(space, Space) else list(space)
+    out = Path(out_dir) if out_dir is not None else None
+    cache = JsonCache(out / "cache") if out is not None else None
+    wl = workload.to_dict()
+    fingerprint = workload.fingerprint()
+    build_root = str((out or Path(os.environ.get("TMPDIR", "/tmp")) / "brevitas_minifloat_dse") / "builds")
+    acc_opts = {"threads": 1, "seed": 0}
+    hw_opts = {"threads": 1, "target_fps": target_fps, "clock_ns": clock_ns, "build_root": build_root,
+               "keep_builds": keep_builds}
+
+    def key(kind: str, **extra) -> dict:
+        return {"kind": kind, "version": jobs.JOB_VERSION, "workload": fingerprint, **extra}
+
+    float_key = key("float")
+    todo: list[tuple[dict, Callable, tuple]] = []
+    results: dict[str, dict] = {}
+
+    def lookup(k: dict, fn: Callable, args: tuple) -> None:
+        hit = None if (recompute or cache is None) else cache.get(k)
+        if hit is not None:
+            results[json.dumps(k, sort_keys=True)] = hit
+        else:
+            todo.append((k, fn, args))
+
+    lookup(float_key, jobs.float_accuracy_job, (wl, acc_opts))
+    acc_keys = {}
+    for p in points:
+        acc_keys[p.key] = key("accuracy", point=p.to_dict())
+        lookup(acc_keys[p.key], jobs.accuracy_job, (wl, p.to_dict(), acc_opts))
+    hw_keys = {}
+    if finn:
+        hw_extra = {"target_fps": target_fps, "clock_ns": clock_ns}
+        for p in points:
+            if p.hw_key not in hw_keys:
+                hw_keys[p.hw_key] = key("hardware", weights=p.weights, activations=p.activations, **hw_extra)
+                lookup(hw_keys[p.hw_key], jobs.hardware_job, (wl, p.weights, p.activations, hw_opts))
+    # hardware builds are the long jobs: start them first so the pool stays busy at the end
+    todo.sort(key=lambda job: job[0]["kind"] != "hardware")
+
+    cached = len(results)
+    own_executor = executor is None and bool(todo)
+    pool = process_pool(workers) if own_executor else executor
+    failures = 0
+    try:
+        if todo:
+            from tqdm.auto import tqdm
+
+            with tqdm(total=len(todo), desc="DSE jobs", disable=not progress, unit="job") as bar:
+                futures = {}
+                for k, fn, args in todo:  # (an InlineExecutor runs the job right here)
+                    fut = pool.submit(fn, *args)
+                    fut.add_done_callback(lambda _f: bar.update())
+                    futures[fut] = k
+                for fut in as_completed(futures):
+                    k = futures[fut]
+                    try:
+                        res = fut.result()
+                    except Exception as err:  # noqa: BLE001 - a crashed job is reported, not cached
+                        res = {"status": "error", "reason": f"{type(err).__name__}: {err}"}
+                        failures += 1
+                    else:
+                        if cache is not None:
+                            cache.put(k, res)
+                    results[json.dumps(k, sort_keys=True)] = res
+                    if on_result is not None:
+                        on_result(k["kind"], res)
+    finally:
+        if own_executor:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def get(k: dict | None) -> dict | None:
+        return None if k is None else results.get(json.dumps(k, sort_keys=True))
+
+    fp = get(float_key) or {}
+    fp32 = fp.get("accuracy")
+    if fp32 is None:
+        raise RuntimeError(f"the float model could not be evaluated: {fp}")
+    rows = [_row(p, get(acc_keys[p.key]), get(hw_keys.get(p.hw_key)), fp32, mac_cost, cost_fps) for p in points]
+    result = DSEResult(
+        rows=rows, fp32_accuracy=fp32, workload=wl, out_dir=out, frontier_x=frontier_x,
+        frontier=pareto_front(rows, x=frontier_x),
+        stats={"points": len(points), "jobs_run": len(todo), "jobs_cached": cached, "job_errors": failures,
+               "eval_images": fp.get("eval_images"), "seconds": time.perf_counter() - t_start,
+               "workers": None if executor is not None else workers,
+               "executor": type(executor).__name__ if executor is not None else "ProcessPoolExecutor",
+               "mac_cost": getattr(mac_cost, "__qualname__", repr(mac_cost)), "cost_fps": cost_fps,
+               "target_fps": target_fps, "clock_ns": clock_ns},
+    )
+    if report and out is not None:
+        from brevitas_minifloat.dse.report import write_report
+
+        write_report(result, out)
+    return result

