@@ -33,9 +33,9 @@ from finn_transforms.transformation import (
     DEFAULT_MAX_WEIGHT_BITS,
     LowerMinifloatActivations,
     LowerMinifloatWeights,
+    LowerSyqGroupScales,
     LoweringError,
 )
-from finn_transforms.transformation.lower_syq_group_scales import LowerSyqGroupScales
 
 __all__ = [
     "MINIFLOAT_STEP",
