@@ -151,6 +151,10 @@ def test_load_model_forms_and_errors(tmp_path):
     before = Workload(model=MLP, weights=str(sd)).fingerprint()
     torch.save({k: v + 1 for k, v in model.state_dict().items()}, sd)
     assert Workload(model=MLP, weights=str(sd)).fingerprint() != before  # new weights: cache misses
+    # files count by content: another path to the same file (or another display name) hits the cache
+    other = tmp_path / "sub" / ".." / "sd.pt"
+    (tmp_path / "sub").mkdir()
+    assert Workload(model=MLP, weights=str(other), name="x").fingerprint() == Workload(model=MLP, weights=str(sd)).fingerprint()
 
 
 # ------------------------------------------------------------------------------------- sweeps

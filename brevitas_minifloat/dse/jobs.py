@@ -7,7 +7,11 @@ only bugs escape.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -31,6 +35,26 @@ def _setup(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(int(threads))
     warnings.filterwarnings("ignore")
+
+
+@contextlib.contextmanager
+def _c_stderr_muted():
+    """Silence C++-level stderr (torch's ONNX exporter prints an unused-custom-domain warning per
+    export, which would interleave with the progress bar); Python exceptions are unaffected."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured): nothing to do
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
 
 
 def _error(err: BaseException) -> str:
@@ -100,7 +124,8 @@ def hardware_job(workload: dict, weights: str, activations: str, options: dict |
     try:
         q = quantize(model, calibration, weights=weights, activations=activations, techniques=())
         try:
-            exported = export_qonnx(q, xte[:1], out / "qonnx.onnx")
+            with _c_stderr_muted():
+                exported = export_qonnx(q, xte[:1], out / "qonnx.onnx")
         except ExportRefused as err:
             return {"status": "export refused", "reason": _error(err)}
         return _finn_estimates(exported, out, options) | {"build_s": time.perf_counter() - t0}

@@ -139,14 +139,16 @@ def _row(point: Point, acc: dict | None, hw: dict | None, fp32: float, mac_cost:
         if acc.get("status") == "ok":
             row.update(accuracy=acc["accuracy"], accuracy_drop=fp32 - acc["accuracy"],
                        output_mse=acc["output_mse"], ptq_s=round(acc["ptq_s"], 3))
-            row.update(model_mac_cost(acc["layers"], point.weights, mac_cost, fps=cost_fps))
+            row.update({k: round(v, 2) for k, v in
+                        model_mac_cost(acc["layers"], point.weights, mac_cost, fps=cost_fps).items()})
         else:
             row["reason"] = acc.get("reason")
     if hw is not None:
         row["hw_status"] = hw.get("status")
         row["hw_reason"] = hw.get("reason")
-        for k in ("finn_lut", "finn_bram18", "finn_dsp", "finn_max_cycles", "finn_fps"):
+        for k in ("finn_lut", "finn_bram18", "finn_dsp", "finn_max_cycles"):
             row[k] = hw.get(k)
+        row["finn_fps"] = None if hw.get("finn_fps") is None else round(hw["finn_fps"], 1)
     return row
 
 
@@ -158,7 +160,7 @@ def run_dse(
     executor: Executor | None = None,
     workers: int = 2,
     finn: bool = True,
-    target_fps: float | None = None,
+    target_fps: float | None = 10_000.0,
     clock_ns: float = 10.0,
     mac_cost: MacCostFn = analytic_mac_cost,
     cost_fps: float = 10_000.0,
@@ -167,13 +169,15 @@ def run_dse(
     recompute: bool = False,
     keep_builds: bool = False,
     report: bool = True,
+    cache_dir: str | os.PathLike | None = None,
     on_result: Callable[[str, dict], None] | None = None,
 ) -> DSEResult:
     """Evaluate every point; write the report to ``out_dir`` (CSV, JSON, frontier, PNG plots).
 
     Per point: PTQ (`brevitas_minifloat.ptq.quantize`) with the point's formats and techniques,
     accuracy and output MSE on the held-out data; per format pair (shared by the techniques) FINN
-    estimates of the lowered model (``finn=False`` skips them; failures and refusals are recorded in
+    estimates of the lowered model, folded by FINN for ``target_fps`` frames/s at ``clock_ns``
+    (``None``: fully folded) (``finn=False`` skips them; failures and refusals are recorded in
     ``hw_status``/``hw_reason``); the MAC cost model ``mac_cost`` per layer (default:
     `analytic_mac_cost`; any ``fn(weight_fmt, act_fmt, fan_in) -> {"LUT": ...}``, e.g. a measured one).
 
@@ -182,15 +186,19 @@ def run_dse(
 
     Jobs run on ``executor`` (any ``concurrent.futures.Executor``, e.g. a Dask
     ``Client.get_executor()``; it is not shut down) or on a fresh local process pool of ``workers``.
-    Finished jobs are cached as JSON under ``out_dir/cache`` and not recomputed (``recompute=True``
-    ignores the cache); ``out_dir=None`` keeps nothing on disk.
+    Finished jobs are cached as JSON under ``cache_dir`` (default ``out_dir/cache``; sweeps may share
+    one) and not recomputed (``recompute=True`` ignores the cache); ``out_dir=None`` and no
+    ``cache_dir`` keep nothing on disk.
     """
     t_start = time.perf_counter()
     if frontier_x is None:
         frontier_x = "finn_lut" if finn else "mac_lut_at_fps"
     points = space.points() if isinstance(space, Space) else list(space)
     out = Path(out_dir) if out_dir is not None else None
-    cache = JsonCache(out / "cache") if out is not None else None
+    if cache_dir is not None:
+        cache = JsonCache(cache_dir)
+    else:
+        cache = JsonCache(out / "cache") if out is not None else None
     wl = workload.to_dict()
     fingerprint = workload.fingerprint()
     build_root = str((out or Path(os.environ.get("TMPDIR", "/tmp")) / "brevitas_minifloat_dse") / "builds")

@@ -66,10 +66,14 @@ class Workload:
         return asdict(self)
 
     def fingerprint(self) -> str:
-        """Changes whenever the model, its weights or the data selection change."""
+        """Changes whenever the model, its weights or the data selection change; files count by
+        content, not by path (a relative and an absolute path to the same file match), and the
+        display ``name`` does not count."""
         d = self.to_dict()
-        d["model_digest"] = _file_digest(self.model) if os.path.isfile(self.model) else None
-        d["weights_digest"] = _file_digest(self.weights)
+        d.pop("name")
+        if os.path.isfile(self.model):
+            d["model"] = "file:" + _file_digest(self.model)
+        d["weights"] = _file_digest(self.weights)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     # ----------------------------------------------------------------------------- loading
