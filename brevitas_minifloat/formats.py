@@ -243,8 +243,12 @@ class MinifloatFormat:
         return -self.integer_max if self.signed else 0
 
     def integer_values(self) -> np.ndarray:
-        """The embedded integers ``values() / delta`` (int64), sorted."""
-        return np.rint(self.values() / self.delta).astype(np.int64)
+        """The embedded integers ``values() / delta``, sorted: int64, or Python ints (dtype object)
+        when they do not fit int64 (e.g. E7M0 spans +-2^126)."""
+        if self.integer_max < 2**62:
+            return np.rint(self.values() / self.delta).astype(np.int64)
+        # values and delta are powers-of-two multiples, so the float64 quotient is an exact integer
+        return np.array([int(v / self.delta) for v in self.values()], dtype=object)
 
     @property
     def integer_bit_width(self) -> int:

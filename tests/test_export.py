@@ -167,3 +167,25 @@ def test_refuses_bad_example_input(tmp_path):
     model = _mlp("E2M1", "E2M1_U", "E3M2")
     with pytest.raises(TypeError, match="input_t"):
         export_qonnx(model, [1.0] * 16, tmp_path / "m.onnx")
+
+
+def test_layers_sharing_a_deduplicated_scale_export_exactly(tmp_path):
+    """Equal power-of-two per-channel scales of two bias-free layers become one initializer in the
+    exported file; folding each layer's Transpose must not transpose the shared tensor twice."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        qnn.QuantIdentity(act_quant=minifloat_act_quant("E2M1", power_of_two=True)),
+        qnn.QuantLinear(5, 3, bias=False, weight_quant=minifloat_weight_quant("E2M1", power_of_two=True)),
+        qnn.QuantReLU(act_quant=minifloat_act_quant("E2M1_U", power_of_two=True)),
+        qnn.QuantLinear(3, 3, bias=False, weight_quant=minifloat_weight_quant("E2M1", power_of_two=True)),
+        qnn.QuantIdentity(act_quant=minifloat_act_quant("E2M3", power_of_two=True)),
+    )
+    _calibrated(model, (64, 5))
+    assert torch.equal(model[1].quant_weight().scale, model[3].quant_weight().scale)  # the shared-constant case
+    x = torch.randn(1, 5)
+    exported = export_qonnx(model, x, tmp_path / "shared.onnx")
+    with torch.no_grad():
+        np.testing.assert_array_equal(_run(exported, x.numpy()), model(x).numpy())
+    from finn_transforms.steps import lower_minifloat
+
+    np.testing.assert_array_equal(_run(lower_minifloat(exported), x.numpy()), model(x).detach().numpy())

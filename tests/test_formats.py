@@ -103,6 +103,13 @@ def test_integer_embedding_table_of_design_doc(name, kmax, dtype):
     assert fmt.integer_max == kmax and fmt.integer_datatype == dtype
 
 
+def test_integer_embedding_beyond_int64():
+    fmt = MinifloatFormat(7, 0)
+    k = fmt.integer_values()
+    assert k[-1] == 2**126 and k[0] == -(2**126) and fmt.integer_bit_width == 128
+    assert all(Fraction(int(a)) * Fraction(fmt.delta) == Fraction(v) for a, v in zip(k, fmt.values()))
+
+
 def test_defaults_and_ocp():
     assert MinifloatFormat(4, 3).bias == 7
     assert MinifloatFormat(4, 3, specials="fnuz").bias == 8

@@ -17,6 +17,7 @@ class FoldTransposeIntoMinifloatWeights(Transformation):
     ``quantizer -> Transpose -> MatMul``; after this pass every weight quantizer feeds its
     MatMul/Conv directly (as qonnx's ``FoldTransposeIntoQuantInit`` does for integer ``Quant``),
     so a constant-folded weight keeps the tensor name its recorded format is attached to.
+    Initializers shared with other nodes are copied before they are transposed.
     """
 
     def apply(self, model: ModelWrapper):
@@ -31,12 +32,15 @@ class FoldTransposeIntoMinifloatWeights(Transformation):
                 continue
             perm_attr = get_by_name(node.attribute, "perm")
             perm = list(perm_attr.ints) if perm_attr is not None else None
-            for name in producer.input[:2]:  # the weight and its scale; format scalars stay as they are
+            for idx, name in enumerate(producer.input[:2]):  # weight and scale; format scalars stay
                 tensor = model.get_initializer(name)
-                if tensor.ndim == 0:
+                if tensor.ndim == 0 or (perm is not None and len(perm) != tensor.ndim):
                     continue
-                if perm is not None and len(perm) != tensor.ndim:
-                    continue
+                if len(model.find_consumers(name) or []) > 1:
+                    # The exporter deduplicates equal constants (e.g. equal per-channel scales of two
+                    # layers): transpose a private copy, not the tensor the other layer reads.
+                    name = model.make_new_valueinfo_name()
+                    producer.input[idx] = name
                 model.set_initializer(name, tensor.transpose(perm))
             producer.output[0] = node.output[0]
             model.graph.node.remove(node)
