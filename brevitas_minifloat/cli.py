@@ -316,8 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--no-finn", action="store_true", help="skip FINN estimates (accuracy and MAC cost only)")
     d.add_argument("--target-fps", type=float, default=10_000.0, help="FINN folding target (default 10000 fps)")
-    d.add_argument("--mac-cost", help="per-MAC cost function 'package.module:function' (weight, act, fan_in) -> "
-                                      "{'LUT': ...}; default: the analytic model")
+    d.add_argument("--mac-cost", help="per-MAC cost function 'package.module:function', called as "
+                                      "fn(weight, act, fan_in=n) -> {'LUT': ...}; default: the analytic model; "
+                                      "measured: brevitas_minifloat.hw.cost:mac_cost (Yosys)")
     d.add_argument("--out", default="out/dse", help="report folder (default out/dse)")
     d.add_argument("--recompute", action="store_true", help="ignore cached points")
     d.add_argument("--keep-builds", action="store_true", help="keep FINN build folders")

@@ -147,15 +147,23 @@ def main() -> None:
     for bits in (4, 5, 6):
         add(f"W{bits}A{bits} best integer", formats.best(kind="int", w_bits=bits, a_bits=bits))
         add(f"W{bits}A{bits} best minifloat", formats.best(kind="minifloat", w_bits=bits, a_bits=bits))
+        add(f"W{bits}A{bits} best minifloat (E>=2)", _best_e2(formats, bits))
     lines.append("")
     for fmt, drop in checks:
         ok = "within" if drop <= 0.003 + 1e-9 else "NOT within"
-        lines.append(f"- W8A8 {fmt}: {100 * drop:+.1f} points below FP32 ({ok} 0.3 points).")
+        lines.append(f"- W8A8 {fmt}: {_below(drop)} FP32 ({ok} 0.3 points).")
     e4m3 = formats.row("E4M3", "E4M3", tuple(DEFAULT_TECHNIQUES))
     if e4m3 is not None and e4m3.get("hw_status") != "ok":
-        lines.append(f"- E4M3 at W8A8 has no FINN estimate: `{e4m3.get('hw_status')}` "
-                     f"({short_reason(e4m3)}): its integer embedding is INT19, so weights exceed the 16-bit "
-                     "lowering limit and each activation would need 491,520 thresholds.")
+        from brevitas_minifloat.ptq import QuantSpec
+
+        w, u = QuantSpec.parse("E4M3").fmt, QuantSpec.parse("E4M3").unsigned().fmt
+        lines.append(f"- E4M3 at W8A8 has no FINN estimate: `{e4m3.get('hw_status')}` ({short_reason(e4m3)}): "
+                     f"its integer embedding is {w.integer_datatype}, beyond the lowering's 16-bit weight limit, "
+                     f"and its unsigned activations ({u.name}, {u.integer_datatype}) would need "
+                     f"{u.integer_max:,} thresholds per channel (limit 4,096).")
+    lines.append("- `E1` splits have a uniform grid equal to the integer one (`E1M2` holds `INT4`'s weight values "
+                 "and `E1M3_U` `UINT4`'s activation values), so they reproduce the integer rows exactly, "
+                 "FINN cost included; the `best minifloat (E>=2)` rows leave them out.")
     lines += ["", "All W8A8 points:", "",
               "| weights = activations | techniques | accuracy % | FINN | reason |", "| --- | --- | --- | --- | --- |"]
     for fmt in ("INT8", "E2M5", "E3M4", "E4M3", "E5M2"):
@@ -215,6 +223,23 @@ def main() -> None:
     for r in default.frontier:
         lines.append(f"| {r['weights']} | {r['activations']} | {pct(r['accuracy'])} | {num(r.get('finn_lut'))} "
                      f"| {num(r.get('finn_bram18'))} | {num(r.get('finn_max_cycles'))} | {num(r.get('mac_lut'), '{:.1f}')} |")
+    lines += ["", "Integer vs the best minifloat at equal widths in this sweep:", "",
+              "| bits | INT accuracy % | INT FINN LUT | best minifloat | accuracy % | FINN LUT | LUT ratio |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for bits in (3, 4, 6, 8):
+        i, m = default.row(f"INT{bits}", f"INT{bits}", tuple(DEFAULT_TECHNIQUES)), default.best(
+            kind="minifloat", w_bits=bits, a_bits=bits)
+        if i is None or m is None:
+            continue
+        ratio = (m["finn_lut"] / i["finn_lut"]) if m.get("finn_lut") and i.get("finn_lut") else None
+        lines.append(f"| {bits} | {pct(i['accuracy'])} | {num(i.get('finn_lut'))} | {m['weights']}/{m['activations']} "
+                     f"| {pct(m['accuracy'])} | {num(m.get('finn_lut'))} | {num(ratio, '{:.2f}')} |")
+    near = [r for r in default.rows if r.get("finn_lut") and r.get("accuracy") is not None
+            and r["accuracy"] >= fp32 - 0.005]
+    if near:
+        c = min(near, key=lambda r: r["finn_lut"])
+        lines += ["", f"Cheapest point within 0.5 points of FP32: {c['weights']}/{c['activations']} "
+                      f"({pct(c['accuracy'])}%, {c['finn_lut']:.0f} FINN LUT)."]
     lines += [
         "",
         "## The analytic MAC cost model",
@@ -230,7 +255,8 @@ def main() -> None:
         "over the layers weighted by their MACs; `mac_lut_at_fps` (the right-hand plot) counts the MAC units a "
         f"folding for {default.stats.get('cost_fps'):g} frames/s at 100 MHz needs. A measured model plugs into the "
         "same hook: `run_dse(..., mac_cost=fn)` / `brevitas-minifloat dse --mac-cost module:function`, "
-        "`fn(weight, act, fan_in) -> {\"LUT\": ...}`.",
+        "`fn(weight, act, *, fan_in) -> {\"LUT\": ...}`; the Yosys-measured "
+        "`brevitas_minifloat.hw.cost.mac_cost` ([mac_cost.md](mac_cost.md)) fits it as is.",
         "",
         "Per-MAC LUTs at fan-in 64, weights x unsigned activations of the same width:",
         "",
@@ -254,10 +280,13 @@ def main() -> None:
         "",
         "## Timings",
         "",
-        f"This page took {total_s / 60:.1f} minutes to regenerate ({args.workers} workers; cached points are reused). "
-        f"The default sweep ran {default.stats['jobs_run']} jobs in {default.stats['seconds']:.0f} s this time "
-        f"({default.stats['jobs_cached']} cached). Sweep throughput with 1 and 2 workers: "
-        "`python benchmarks/bench_dse.py`.",
+        f"Job times measured inside the jobs (one torch thread each) for the default sweep: PTQ + evaluation "
+        f"{_sum(default.rows, 'ptq_s', 'eval_s'):.0f} s over {len(default.rows)} points, FINN estimate builds "
+        f"{_sum(_unique_hw(default.rows), 'build_s'):.0f} s over {len(_unique_hw(default.rows))} format pairs, i.e. about "
+        f"{(_sum(default.rows, 'ptq_s', 'eval_s') + _sum(_unique_hw(default.rows), 'build_s')) / 2 / 60:.1f} minutes on "
+        "2 workers plus ~30 s to train the float model (on 2 cores shared with other jobs the wall time is longer). "
+        f"Regenerating this page took {total_s / 60:.1f} minutes this time (cached points are reused). "
+        "Sweep throughput with 1 and 2 workers: `python benchmarks/bench_dse.py`.",
         "",
         "## Reproduce",
         "",
@@ -272,7 +301,35 @@ def main() -> None:
         shutil.copyfile(args.work / "default" / name, args.doc.parent / target)
     print(f"wrote {args.doc} ({total_s / 60:.1f} min)")
     for fmt, drop in checks:
-        print(f"W8A8 {fmt}: {100 * drop:+.1f} points below FP32")
+        print(f"W8A8 {fmt}: {_below(drop)} FP32")
+
+
+def _sum(rows, *keys) -> float:
+    return sum(r.get(k) or 0 for r in rows for k in keys)
+
+
+def _unique_hw(rows) -> list:
+    seen, out = set(), []
+    for r in rows:
+        if (r["weights"], r["activations"]) not in seen:
+            seen.add((r["weights"], r["activations"]))
+            out.append(r)
+    return out
+
+
+def _below(drop: float) -> str:
+    if abs(drop) < 5e-4:
+        return "equal to"
+    return f"{100 * abs(drop):.1f} points {'below' if drop > 0 else 'above'}"
+
+
+def _best_e2(result, bits: int):
+    from brevitas_minifloat.ptq import QuantSpec
+
+    rows = [r for r in result.rows if r["kind"] == "minifloat" and r["w_bits"] == bits and r["a_bits"] == bits
+            and r.get("accuracy") is not None
+            and min(QuantSpec.parse(r["weights"]).fmt.exponent_bits, QuantSpec.parse(r["activations"]).fmt.exponent_bits) >= 2]
+    return max(rows, key=lambda r: (r["accuracy"], -(r.get("output_mse") or 0)), default=None)
 
 
 def _status_counts(rows) -> dict:

@@ -4,7 +4,8 @@ This is a first-order model derived here from textbook LUT counts for a 6-input-
 with carry chains; it is *not* a synthesis result and not taken from a paper. It exists to rank
 formats before anything is synthesized; a measured model (Yosys, ``brevitas_minifloat.hw.cost``)
 plugs into the same hook: `brevitas_minifloat.dse.run_dse(..., mac_cost=fn)` accepts any
-``fn(weight_format, act_format, fan_in) -> {"LUT": ..., ...}``.
+``fn(weight_format, act_format, *, fan_in) -> {"LUT": ..., ...}``, e.g.
+``brevitas_minifloat.hw.cost.mac_cost`` (Yosys-measured, cached).
 
 Operands. An integer ``INTn``/``UINTn`` has an ``n``-bit significand and no exponent. A minifloat
 ``ExMy`` has a ``y+1``-bit significand (hidden bit), an ``x``-bit exponent, and an integer embedding
@@ -47,7 +48,7 @@ from collections.abc import Callable, Mapping
 
 from brevitas_minifloat.ptq.spec import as_spec
 
-MacCostFn = Callable[[str, str, int], Mapping[str, float]]
+MacCostFn = Callable[..., Mapping[str, float]]  # fn(weight, act, *, fan_in) -> {"LUT": ...}
 
 
 def _operand(name: str) -> tuple[int, int, int]:
@@ -93,7 +94,7 @@ def model_mac_cost(layers: list[dict], weight: str, mac_cost: MacCostFn = analyt
     """
     total_macs, weighted, at_fps = 0, 0.0, 0.0
     for layer in layers:
-        lut = float(mac_cost(weight, layer["input_format"], int(layer["fan_in"]))["LUT"])
+        lut = float(mac_cost(weight, layer["input_format"], fan_in=int(layer["fan_in"]))["LUT"])
         total_macs += layer["macs"]
         weighted += lut * layer["macs"]
         at_fps += lut * max(1, math.ceil(layer["macs"] * fps / (clock_mhz * 1e6)))

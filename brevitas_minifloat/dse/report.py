@@ -11,7 +11,7 @@ from pathlib import Path
 
 CSV_COLUMNS = (
     "weights", "activations", "techniques", "kind", "w_bits", "a_bits", "w_int_bits", "a_int_bits",
-    "status", "accuracy", "accuracy_drop", "output_mse", "ptq_s",
+    "status", "accuracy", "accuracy_drop", "output_mse", "ptq_s", "eval_s", "build_s",
     "hw_status", "finn_lut", "finn_bram18", "finn_dsp", "finn_max_cycles", "finn_fps",
     "mac_lut", "mac_lut_at_fps", "hw_reason",
 )
@@ -110,6 +110,7 @@ def plot_accuracy_vs_cost(result, path: Path) -> None:
         xs_all = [r[x] for r in result.rows if r.get(x)]
         if xs_all and max(xs_all) > 5 * min(xs_all):
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(label)

@@ -40,6 +40,31 @@ def _init_worker() -> None:
     warnings.filterwarnings("ignore")
 
 
+def _preload(workload: Workload, finn: bool) -> None:
+    """Import what the jobs import and load the workload in this process, so that forked workers
+    inherit it instead of each paying the imports (FINN's builder: seconds of CPU) and the data
+    parsing again. Failures are left for the jobs to report."""
+    import importlib
+
+    for name in ("brevitas.graph.quantize", "brevitas.graph.calibrate", "brevitas.graph.equalize",
+                 "brevitas_minifloat.export", "brevitas_minifloat.training"):
+        importlib.import_module(name)
+    try:
+        workload.load()
+    except Exception:  # noqa: BLE001 - the float job reports it
+        pass
+    if finn:
+        try:
+            from finn_transforms.finn_env import finn_session, import_builder
+
+            with finn_session():
+                import_builder()
+            import finn_transforms.build  # noqa: F401
+            import finn_transforms.steps  # noqa: F401
+        except Exception:  # noqa: BLE001 - FINN missing or broken: the hardware jobs report it
+            pass
+
+
 def process_pool(workers: int = 2, start_method: str | None = None) -> ProcessPoolExecutor:
     """The default executor: ``workers`` local processes with one torch thread each.
 
@@ -130,6 +155,7 @@ def _row(point: Point, acc: dict | None, hw: dict | None, fp32: float, mac_cost:
         "w_int_bits": w.fmt.integer_bit_width if w.is_minifloat else w.bits,
         "a_int_bits": a.fmt.integer_bit_width if a.is_minifloat else a.bits,
         "status": "pending", "accuracy": None, "accuracy_drop": None, "output_mse": None, "ptq_s": None,
+        "eval_s": None, "build_s": None,
         "hw_status": None, "hw_reason": None,
         "finn_lut": None, "finn_bram18": None, "finn_dsp": None, "finn_max_cycles": None, "finn_fps": None,
         "mac_lut": None, "mac_lut_at_fps": None,
@@ -138,7 +164,7 @@ def _row(point: Point, acc: dict | None, hw: dict | None, fp32: float, mac_cost:
         row["status"] = acc.get("status", "error")
         if acc.get("status") == "ok":
             row.update(accuracy=acc["accuracy"], accuracy_drop=fp32 - acc["accuracy"],
-                       output_mse=acc["output_mse"], ptq_s=round(acc["ptq_s"], 3))
+                       output_mse=acc["output_mse"], ptq_s=round(acc["ptq_s"], 3), eval_s=round(acc["eval_s"], 3))
             row.update({k: round(v, 2) for k, v in
                         model_mac_cost(acc["layers"], point.weights, mac_cost, fps=cost_fps).items()})
         else:
@@ -149,6 +175,7 @@ def _row(point: Point, acc: dict | None, hw: dict | None, fp32: float, mac_cost:
         for k in ("finn_lut", "finn_bram18", "finn_dsp", "finn_max_cycles"):
             row[k] = hw.get(k)
         row["finn_fps"] = None if hw.get("finn_fps") is None else round(hw["finn_fps"], 1)
+        row["build_s"] = None if hw.get("build_s") is None else round(hw["build_s"], 2)
     return row
 
 
@@ -179,7 +206,8 @@ def run_dse(
     estimates of the lowered model, folded by FINN for ``target_fps`` frames/s at ``clock_ns``
     (``None``: fully folded) (``finn=False`` skips them; failures and refusals are recorded in
     ``hw_status``/``hw_reason``); the MAC cost model ``mac_cost`` per layer (default:
-    `analytic_mac_cost`; any ``fn(weight_fmt, act_fmt, fan_in) -> {"LUT": ...}``, e.g. a measured one).
+    `analytic_mac_cost`; any ``fn(weight_fmt, act_fmt, *, fan_in) -> {"LUT": ...}``, e.g. the
+    Yosys-measured ``brevitas_minifloat.hw.cost.mac_cost``).
 
     The Pareto frontier is accuracy vs ``frontier_x`` (default: ``"finn_lut"``, or the analytic
     ``"mac_lut_at_fps"`` when ``finn=False``).
@@ -237,6 +265,8 @@ def run_dse(
 
     cached = len(results)
     own_executor = executor is None and bool(todo)
+    if own_executor and "fork" in multiprocessing.get_all_start_methods():
+        _preload(workload, finn=any(k["kind"] == "hardware" for k, _, _ in todo))
     pool = process_pool(workers) if own_executor else executor
     failures = 0
     try:

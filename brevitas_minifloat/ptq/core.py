@@ -104,6 +104,9 @@ def quantize(
             ``"bias_correction"`` (Brevitas ``bias_correction_mode``). Activation scales are always
             calibrated on ``calibration_data`` (Brevitas ``calibration_mode``). BatchNorm layers are
             merged into the preceding convolution / linear layer.
+        smoothquant_alpha, equalize_iterations, gptq_damp, learned_round_iters: technique knobs.
+        seed: seeds the random row sampling of ``learned_round`` and the held-out row split of
+            ``gptq``/``learned_round`` (local generators: the global torch RNG is not touched).
 
     Returns the quantized model in eval mode (a ``torch.fx`` GraphModule of Brevitas layers), with
     a `PTQInfo` as ``.ptq_info``. It exports with `brevitas_minifloat.export_qonnx`.
@@ -120,7 +123,6 @@ def quantize(
         raise ValueError(f"weights need a signed format, got {w_spec.name}")
     batches = calibration_batches(calibration_data)
     info = PTQInfo(w_spec.name, a_spec.name, u_spec.name, techniques)
-    torch.manual_seed(seed)
     times = info.seconds
     t0 = time.perf_counter()
 

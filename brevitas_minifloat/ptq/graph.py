@@ -164,7 +164,8 @@ def swap_to_quant(gm, weights: QuantSpec, activations: QuantSpec, unsigned: Quan
         module = _module(gm, node)
         _set_module(gm, node.target, _quant_layer(module, weights.weight_quant(mse=mse)))
         quantizer = feeding[node] if isinstance(feeding[node], str) else probes[feeding[node]]
-        result.layers.append(LayerInfo(node.target, quantizer, result.quantizers[quantizer], fan_in(module)))
+        fmt = result.quantizers.get(quantizer, "existing quantizer")  # a Brevitas quantizer already in the model
+        result.layers.append(LayerInfo(node.target, quantizer, fmt, fan_in(module)))
     gm.recompile()
     return result
 
