@@ -186,6 +186,12 @@ def cmd_dse(args) -> int:
     print(f"design space: {n_points} points ({args.space} preset), FINN estimates {'on' if finn else 'off'}, "
           f"jobs on {where}; report -> {out}", flush=True)
     kwargs = {"mac_cost": mac_cost} if mac_cost is not None else {}
+    if args.measured_mac:
+        from brevitas_minifloat.hw.cost import yosys_missing
+
+        if reason := yosys_missing():
+            raise CliError(f"--measured-mac needs Yosys: {reason}")
+        kwargs["measured_mac"] = args.measured_mac
     try:
         result = run_dse(workload, space, out, executor=executor, workers=args.workers, finn=finn,
                          target_fps=args.target_fps, progress=not args.quiet, recompute=args.recompute,
@@ -318,7 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--target-fps", type=float, default=10_000.0, help="FINN folding target (default 10000 fps)")
     d.add_argument("--mac-cost", help="per-MAC cost function 'package.module:function', called as "
                                       "fn(weight, act, fan_in=n) -> {'LUT': ...}; default: the analytic model; "
-                                      "measured: brevitas_minifloat.hw.cost:mac_cost (Yosys)")
+                                      "(for measured costs prefer --measured-mac)")
+    d.add_argument("--measured-mac", choices=("shift", "decode"),
+                   help="add Yosys-measured MAC costs (this MAC architecture) per layer x FINN's PE*SIMD "
+                        "as columns yosys_mac_lut / yosys_lut_folded (needs yosys; ~5 s per new unit, cached)")
     d.add_argument("--out", default="out/dse", help="report folder (default out/dse)")
     d.add_argument("--recompute", action="store_true", help="ignore cached points")
     d.add_argument("--keep-builds", action="store_true", help="keep FINN build folders")

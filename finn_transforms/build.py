@@ -144,6 +144,7 @@ class LayerEstimate:
     cycles: int | None
     pe: int | None = None
     simd: int | None = None
+    mw: int | None = None  # fan-in (MW) of an MVAU, None for other layers
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,7 @@ class EstimateReport:
         for name, res in resources.items():
             if name == "total":
                 continue
-            op_type, pe, simd = node_info.get(name, (re.sub(r"_\d+$", "", name), None, None))
+            op_type, pe, simd, mw = node_info.get(name, (re.sub(r"_\d+$", "", name), None, None, None))
             layer_cycles = cycles.get(name)
             layers.append(
                 LayerEstimate(
@@ -261,6 +262,7 @@ class EstimateReport:
                     cycles=None if layer_cycles is None else int(layer_cycles),
                     pe=pe,
                     simd=simd,
+                    mw=mw,
                 )
             )
         total = resources.get("total") or {}
@@ -671,14 +673,14 @@ def _final_graph_path(out: Path, step_names: Sequence[str]) -> Path | None:
     return None
 
 
-def _node_info(path: Path | None) -> dict[str, tuple[str, int | None, int | None]]:
+def _node_info(path: Path | None) -> dict[str, tuple[str, int | None, int | None, int | None]]:
     if path is None:
         return {}
     model = onnx.load(str(path), load_external_data=False)
     info = {}
     for node in model.graph.node:
-        attrs = {a.name: a.i for a in node.attribute if a.name in ("PE", "SIMD")}
-        info[node.name] = (node.op_type, attrs.get("PE"), attrs.get("SIMD"))
+        attrs = {a.name: a.i for a in node.attribute if a.name in ("PE", "SIMD", "MW")}
+        info[node.name] = (node.op_type, attrs.get("PE"), attrs.get("SIMD"), attrs.get("MW"))
     return info
 
 

@@ -31,6 +31,7 @@ from brevitas_minifloat.dse import (  # noqa: E402
     Space,
     analytic_mac_cost,
     default_workload,
+    pareto_front,
     preset,
     run_dse,
     technique_label,
@@ -84,7 +85,7 @@ def main() -> None:
     t_all = time.perf_counter()
 
     workload, meta = default_workload(args.cache)
-    default = run(workload, preset("default"), args.work / "default", args)
+    default = run(workload, preset("default"), args.work / "default", args, measured_mac="shift")
 
     both = ((), tuple(DEFAULT_TECHNIQUES))
     formats_space = Space(weight_bits=(4, 5, 6), act_bits=(4, 5, 6), bit_pairs="diagonal", mixed_kinds=False,
@@ -240,6 +241,7 @@ def main() -> None:
         c = min(near, key=lambda r: r["finn_lut"])
         lines += ["", f"Cheapest point within 0.5 points of FP32: {c['weights']}/{c['activations']} "
                       f"({pct(c['accuracy'])}%, {c['finn_lut']:.0f} FINN LUT)."]
+    lines += measured_section(default)
     lines += [
         "",
         "## The analytic MAC cost model",
@@ -302,6 +304,59 @@ def main() -> None:
     print(f"wrote {args.doc} ({total_s / 60:.1f} min)")
     for fmt, drop in checks:
         print(f"W8A8 {fmt}: {_below(drop)} FP32")
+
+
+def measured_section(result) -> list[str]:
+    """Yosys-measured MAC units x FINN's folding beside FINN's own MVAU estimate, per format pair."""
+    pairs = [r for r in _unique_hw(result.rows) if r.get("yosys_lut_folded") is not None and r.get("finn_mvau_lut")]
+    lines = [
+        "",
+        "## Measured MAC cost (Yosys) beside FINN's estimates",
+        "",
+        "`run_dse(..., measured_mac=\"shift\")` / `brevitas-minifloat dse --measured-mac shift`: for every format "
+        "pair each compute layer's MAC unit (weight format x the format of the quantizer feeding the layer, exact "
+        "accumulator for the layer's fan-in; `brevitas_minifloat.hw`, the `shift` architecture: significand "
+        "multiply + exponent shift, verified bit-exact in RTL simulation) is synthesized with Yosys "
+        "(`synth_xilinx -family xcup -nodsp`, see [mac_cost.md](mac_cost.md)) and its LUTs are multiplied by the "
+        "MACs per cycle of the layer's MVAU in FINN's folding for this sweep's target (PE x SIMD), then summed "
+        "over the layers (`yosys_lut_folded`). `finn_mvau_lut` is FINN's estimate for the same MVAUs (its "
+        "formula on the integer embedding, weight memory included); `FINN LUT` the whole accelerator. "
+        "`yosys_mac_lut`: measured LUTs per MAC, MAC-weighted over the layers.",
+        "",
+        "| weights | activations | FINN LUT | FINN MVAU LUT | Yosys LUT/MAC | Yosys MAC LUT x PE*SIMD | measured / FINN MVAU |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sorted(pairs, key=lambda r: (r["w_bits"], r["a_bits"], r["kind"] != "int", r["weights"], r["activations"])):
+        lines.append(f"| {r['weights']} | {r['activations']} | {num(r.get('finn_lut'))} | {num(r['finn_mvau_lut'])} "
+                     f"| {num(r.get('yosys_mac_lut'), '{:.1f}')} | {num(r['yosys_lut_folded'])} "
+                     f"| {r['yosys_lut_folded'] / r['finn_mvau_lut']:.2f} |")
+    missing = [r for r in _unique_hw(result.rows) if r.get("yosys_lut_folded") is None]
+    if missing:
+        lines += ["", "Without a measured column: " + ", ".join(
+            f"{r['weights']}/{r['activations']} ({r.get('yosys_status') or r.get('hw_status')})" for r in missing) + "."]
+    if pairs:
+        ratios = sorted(r["yosys_lut_folded"] / r["finn_mvau_lut"] for r in pairs)
+        ints = [r for r in pairs if r["kind"] == "int"]
+        mfs = [r for r in pairs if r["kind"] == "minifloat"]
+        front = pareto_front(result.rows, x="yosys_lut_folded")
+        lines += [
+            "",
+            f"Measured / FINN MVAU ranges from {ratios[0]:.2f} to {ratios[-1]:.2f} (median "
+            f"{ratios[len(ratios) // 2]:.2f}); integer pairs {_range(ints)}, minifloat pairs {_range(mfs)}. "
+            "The two do not count the same thing: FINN's number includes the MVAU's weight storage and control, "
+            "ours only the arithmetic, built as minifloat units instead of FINN's integer multipliers on the "
+            "embedding. Pareto frontier by the measured column: "
+            + ", ".join(f"{r['weights']}/{r['activations']} ({pct(r['accuracy'])}%, {r['yosys_lut_folded']:.0f} LUT)"
+                        for r in front) + ".",
+        ]
+    return lines
+
+
+def _range(rows) -> str:
+    if not rows:
+        return "-"
+    vals = [r["yosys_lut_folded"] / r["finn_mvau_lut"] for r in rows]
+    return f"{min(vals):.2f}-{max(vals):.2f}"
 
 
 def _sum(rows, *keys) -> float:

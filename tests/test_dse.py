@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from concurrent.futures import Executor, ThreadPoolExecutor
 
+import onnx
 import pytest
 import torch
 
@@ -24,6 +26,7 @@ from brevitas_minifloat.dse import (
     run_dse,
     train_float_model,
 )
+from brevitas_minifloat.dse.measured import folded_mac_lut, mean_lut_per_mac
 
 MLP = "brevitas_minifloat.dse.workload:digits_mlp"
 
@@ -235,3 +238,64 @@ def test_dask_cluster_executor(workload):
         result = run_dse(workload, POINTS[:2], None, executor=client.get_executor(), finn=False, progress=False)
     assert result.stats["executor"] == "ClientExecutor"
     assert _accuracies(result) == _accuracies(inline)
+
+
+# ------------------------------------------------------------------------- measured MAC columns
+def test_folded_mac_lut_matches_layers_to_mvaus():
+    units = [{"name": "fc1", "fan_in": 16, "macs": 160, "lut_per_mac": 10.0},
+             {"name": "fc2", "fan_in": 10, "macs": 30, "lut_per_mac": 4.0}]
+    mvaus = [{"name": "MVAU_hls_0", "op_type": "MVAU_hls", "pe": 2, "simd": 4, "mw": 16},
+             {"name": "Thresholding_rtl_0", "op_type": "Thresholding_rtl", "pe": 1, "simd": None},
+             {"name": "MVAU_hls_1", "op_type": "MVAU_hls", "pe": 1, "simd": 5, "mw": 10}]
+    assert folded_mac_lut(units, mvaus) == (10.0 * 8 + 4.0 * 5, None)
+    assert mean_lut_per_mac(units) == pytest.approx((10 * 160 + 4 * 30) / 190)
+    luts, reason = folded_mac_lut(units[:1], mvaus)
+    assert luts is None and "2 MVAUs" in reason
+    luts, reason = folded_mac_lut(units, [mvaus[0], {**mvaus[2], "mw": 12}])
+    assert luts is None and "MW=12" in reason and "fc2" in reason
+
+
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (apt-get install yosys)")
+def test_measured_mac_columns_use_synthesized_units_and_finn_folding(workload, tmp_path, monkeypatch):
+    """yosys_lut_folded = sum over MVAUs of the synthesized unit's LUTs x PE x SIMD read from FINN's graph."""
+    from brevitas_minifloat.hw.cost import mac_cost
+
+    monkeypatch.setenv("BREVITAS_MINIFLOAT_HW_CACHE", str(tmp_path / "hw_cache"))
+    finn = finn_available()
+    points = [Point("INT4", "INT4"), Point("E2M1", "E2M1")]
+    result = run_dse(workload, points, tmp_path, executor=InlineExecutor(), finn=finn, progress=False,
+                     measured_mac="shift", keep_builds=True)
+    for row in result.rows:
+        assert row["yosys_status"] == "ok", row.get("yosys_reason")
+        if not finn:
+            assert row["yosys_lut_folded"] is None
+            continue
+        graph = onnx.load(str(tmp_path / "builds" / f"W_{row['weights']}_A_{row['activations']}" / "finn"
+                              / "intermediate_models" / "step_generate_estimate_reports.onnx"))
+        mvaus = [n for n in graph.graph.node if n.op_type.startswith("MVAU")]
+        act = {"INT4": "UINT4", "E2M1": "E2M2_U"}[row["activations"]]
+        expected = 0.0
+        for node in mvaus:
+            attr = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            # every layer of the MLP reads an unsigned activation quantizer (the image, then ReLUs)
+            unit = mac_cost(row["weights"], act, fan_in=attr["MW"], arch="shift")
+            assert unit["cached"]  # the DSE job synthesized exactly this unit
+            expected += unit["LUT_per_MAC"] * attr["PE"] * attr["SIMD"]
+        assert len(mvaus) >= 2 and row["yosys_lut_folded"] == pytest.approx(expected)
+        assert row["finn_mvau_lut"] > 0 and row["yosys_mac_lut"] > 0
+    int4, e2m1 = result.rows
+    assert e2m1["yosys_mac_lut"] > int4["yosys_mac_lut"]  # the exponent shifter is not free
+    assert "yosys_lut_folded" in (tmp_path / "results.csv").read_text().splitlines()[0]
+
+
+def test_measured_mac_without_yosys_is_recorded(workload, tmp_path, monkeypatch):
+    import brevitas_minifloat.hw.cost as hw_cost
+
+    monkeypatch.setattr(hw_cost, "yosys_missing", lambda: "yosys not found on PATH (apt-get install yosys)")
+    result = run_dse(workload, [Point("INT4", "INT4")], None, executor=InlineExecutor(), finn=False,
+                     progress=False, measured_mac="decode")
+    (row,) = result.rows
+    assert row["yosys_status"] == "yosys missing" and "apt-get install yosys" in row["yosys_reason"]
+    assert row["yosys_mac_lut"] is None and row["accuracy"] is not None
+    with pytest.raises(ValueError, match="measured_mac"):
+        run_dse(workload, [Point("INT4", "INT4")], None, executor=InlineExecutor(), finn=False, measured_mac="fast")

@@ -8,10 +8,12 @@ only bugs escape.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import warnings
@@ -19,6 +21,23 @@ from pathlib import Path
 
 #: Bump when a job's results change meaning, so cached results are recomputed.
 JOB_VERSION = 1
+
+
+# torch.fx symbolic tracing (Brevitas' graph-mode PTQ traces the model) patches
+# torch.nn.Module.__call__ process-wide while it runs: a forward pass in another thread at that
+# moment goes through the tracer and fails ("NameError: module is not installed as a submodule").
+# Jobs therefore run one at a time per process; thread executors stay correct but gain no
+# parallelism (use processes: the default pool, or Dask workers with one thread each).
+_ONE_JOB_PER_PROCESS = threading.RLock()
+
+
+def _exclusive(job):
+    @functools.wraps(job)
+    def run(*args, **kwargs):
+        with _ONE_JOB_PER_PROCESS:
+            return job(*args, **kwargs)
+
+    return run
 
 
 def _workload(d: dict):
@@ -62,6 +81,7 @@ def _error(err: BaseException) -> str:
     return text if len(text) < 2000 else text[:2000] + " ..."
 
 
+@_exclusive
 def float_accuracy_job(workload: dict, options: dict | None = None) -> dict:
     """Accuracy of the float model on the held-out data."""
     from brevitas_minifloat.training import accuracy
@@ -71,6 +91,7 @@ def float_accuracy_job(workload: dict, options: dict | None = None) -> dict:
     return {"accuracy": accuracy(model, xte, yte), "eval_images": len(xte)}
 
 
+@_exclusive
 def accuracy_job(workload: dict, point: dict, options: dict | None = None) -> dict:
     """PTQ of the workload's float model at ``point`` (weights, activations, techniques) and its
     accuracy / output MSE (vs the float model) on the held-out data."""
@@ -106,6 +127,7 @@ def accuracy_job(workload: dict, point: dict, options: dict | None = None) -> di
     }
 
 
+@_exclusive
 def hardware_job(workload: dict, weights: str, activations: str, options: dict | None = None) -> dict:
     """FINN estimates of the workload quantized to ``weights``/``activations`` (calibration only:
     the formats, not the PTQ technique, decide the hardware): export to QONNX, lower our minifloat
@@ -132,6 +154,31 @@ def hardware_job(workload: dict, weights: str, activations: str, options: dict |
     finally:
         if not options.get("keep_builds"):
             shutil.rmtree(out, ignore_errors=True)
+
+
+@_exclusive
+def measured_mac_job(workload: dict, weights: str, activations: str, options: dict | None = None) -> dict:
+    """Yosys-synthesized MAC unit per compute layer of the workload quantized to
+    ``weights``/``activations`` (`brevitas_minifloat.dse.measured`); ``options["arch"]``: ``"shift"``
+    (default) or ``"decode"``. Missing Yosys and synthesis failures come back as ``status``."""
+    from brevitas_minifloat.dse.measured import synthesize_layer_units
+    from brevitas_minifloat.hw.cost import yosys_missing
+    from brevitas_minifloat.ptq import quantize
+
+    options = options or {}
+    missing = yosys_missing()
+    if missing:
+        return {"status": "yosys missing", "reason": missing}
+    _setup(options.get("threads"))
+    model, calibration, _, _ = _workload(workload).load()
+    q = quantize(model, calibration, weights=weights, activations=activations, techniques=())
+    layers = [{"name": li.name, "input_format": li.input_format, "fan_in": li.fan_in, "macs": li.macs}
+              for li in q.ptq_info.layers]
+    try:
+        units = synthesize_layer_units(weights, layers, arch=options.get("arch", "shift"))
+    except (RuntimeError, TimeoutError, ValueError) as err:
+        return {"status": "synthesis failed", "reason": _error(err)}
+    return {"status": "ok", "arch": options.get("arch", "shift"), "units": units}
 
 
 def _finn_estimates(exported, out: Path, options: dict) -> dict:
@@ -173,7 +220,7 @@ def _finn_estimates(exported, out: Path, options: dict) -> dict:
         "finn_latency_cycles": report.latency_cycles,
         "finn_layers": [
             {"name": layer.name, "op_type": layer.op_type, "lut": layer.lut, "bram18": layer.bram_18k,
-             "dsp": layer.dsp, "cycles": layer.cycles, "pe": layer.pe, "simd": layer.simd}
+             "dsp": layer.dsp, "cycles": layer.cycles, "pe": layer.pe, "simd": layer.simd, "mw": layer.mw}
             for layer in report.layers
         ],
     }

@@ -13,7 +13,8 @@ CSV_COLUMNS = (
     "weights", "activations", "techniques", "kind", "w_bits", "a_bits", "w_int_bits", "a_int_bits",
     "status", "accuracy", "accuracy_drop", "output_mse", "ptq_s", "eval_s", "build_s",
     "hw_status", "finn_lut", "finn_bram18", "finn_dsp", "finn_max_cycles", "finn_fps",
-    "mac_lut", "mac_lut_at_fps", "hw_reason",
+    "mac_lut", "mac_lut_at_fps", "finn_mvau_lut", "yosys_status", "yosys_mac_lut", "yosys_lut_folded",
+    "hw_reason",
 )
 KIND_STYLE = {"int": ("tab:blue", "o"), "minifloat": ("tab:orange", "^"), "mixed": ("tab:gray", "s")}
 

@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from brevitas_minifloat.dse import jobs
 from brevitas_minifloat.dse.cost import MacCostFn, analytic_mac_cost, model_mac_cost
+from brevitas_minifloat.dse.measured import folded_mac_lut, mean_lut_per_mac
 from brevitas_minifloat.dse.space import Point, Space, kind_of, technique_label
 from brevitas_minifloat.dse.workload import Workload
 from brevitas_minifloat.ptq.spec import as_spec
@@ -144,7 +146,7 @@ def pareto_front(rows: Iterable[dict], x: str = "finn_lut", y: str = "accuracy")
 
 
 def _row(point: Point, acc: dict | None, hw: dict | None, fp32: float, mac_cost: MacCostFn,
-         cost_fps: float) -> dict:
+         cost_fps: float, measured: dict | None = None) -> dict:
     w, a = as_spec(point.weights), as_spec(point.activations)
     kinds = {kind_of(point.weights), kind_of(point.activations)}
     row = {
@@ -159,6 +161,7 @@ def _row(point: Point, acc: dict | None, hw: dict | None, fp32: float, mac_cost:
         "hw_status": None, "hw_reason": None,
         "finn_lut": None, "finn_bram18": None, "finn_dsp": None, "finn_max_cycles": None, "finn_fps": None,
         "mac_lut": None, "mac_lut_at_fps": None,
+        "yosys_status": None, "yosys_mac_lut": None, "yosys_lut_folded": None, "finn_mvau_lut": None,
     }
     if acc is not None:
         row["status"] = acc.get("status", "error")
@@ -176,7 +179,25 @@ def _row(point: Point, acc: dict | None, hw: dict | None, fp32: float, mac_cost:
             row[k] = hw.get(k)
         row["finn_fps"] = None if hw.get("finn_fps") is None else round(hw["finn_fps"], 1)
         row["build_s"] = None if hw.get("build_s") is None else round(hw["build_s"], 2)
+        mvau_luts = [la["lut"] for la in hw.get("finn_layers") or () if la["op_type"].startswith("MVAU")]
+        row["finn_mvau_lut"] = round(sum(mvau_luts), 1) if mvau_luts else None
+    if measured is not None:
+        _add_measured(row, measured, hw)
     return row
+
+
+def _add_measured(row: dict, measured: dict, hw: dict | None) -> None:
+    """The Yosys columns: MAC-weighted LUTs per MAC, and LUTs x PE*SIMD of FINN's folding when built."""
+    row["yosys_status"] = measured.get("status")
+    if measured.get("status") != "ok":
+        row["yosys_reason"] = measured.get("reason")
+        return
+    row["yosys_mac_lut"] = round(mean_lut_per_mac(measured["units"]), 2)
+    if hw is not None and hw.get("status") == "ok":
+        folded, reason = folded_mac_lut(measured["units"], hw.get("finn_layers") or [])
+        row["yosys_lut_folded"] = folded
+        if reason:
+            row["yosys_status"], row["yosys_reason"] = "not matched", reason
 
 
 def run_dse(
@@ -197,6 +218,7 @@ def run_dse(
     keep_builds: bool = False,
     report: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    measured_mac: str | None = None,
     on_result: Callable[[str, dict], None] | None = None,
 ) -> DSEResult:
     """Evaluate every point; write the report to ``out_dir`` (CSV, JSON, frontier, PNG plots).
@@ -207,7 +229,12 @@ def run_dse(
     (``None``: fully folded) (``finn=False`` skips them; failures and refusals are recorded in
     ``hw_status``/``hw_reason``); the MAC cost model ``mac_cost`` per layer (default:
     `analytic_mac_cost`; any ``fn(weight_fmt, act_fmt, *, fan_in) -> {"LUT": ...}``, e.g. the
-    Yosys-measured ``brevitas_minifloat.hw.cost.mac_cost``).
+    Yosys-measured ``brevitas_minifloat.hw.cost.mac_cost``, which the parent process would call
+    serially). ``measured_mac="shift"`` or ``"decode"`` (the MAC architecture, see
+    `brevitas_minifloat.hw.rtl`) adds the measured columns as parallel jobs per format pair
+    (`brevitas_minifloat.dse.measured`; needs ``yosys``): ``yosys_mac_lut`` (LUTs per MAC,
+    MAC-weighted over the layers) and ``yosys_lut_folded`` (LUTs per MAC x PE*SIMD of each MVAU
+    of FINN's folding, summed), beside ``finn_mvau_lut``, FINN's estimate for the same MVAUs.
 
     The Pareto frontier is accuracy vs ``frontier_x`` (default: ``"finn_lut"``, or the analytic
     ``"mac_lut_at_fps"`` when ``finn=False``).
@@ -260,8 +287,18 @@ def run_dse(
             if p.hw_key not in hw_keys:
                 hw_keys[p.hw_key] = key("hardware", weights=p.weights, activations=p.activations, **hw_extra)
                 lookup(hw_keys[p.hw_key], jobs.hardware_job, (wl, p.weights, p.activations, hw_opts))
+    mac_keys = {}
+    if measured_mac is not None:
+        if measured_mac not in ("shift", "decode"):
+            raise ValueError(f"measured_mac must be 'shift', 'decode' or None, got {measured_mac!r}")
+        for p in points:
+            if p.hw_key not in mac_keys:
+                mac_keys[p.hw_key] = key("measured_mac", weights=p.weights, activations=p.activations,
+                                         arch=measured_mac)
+                lookup(mac_keys[p.hw_key], jobs.measured_mac_job,
+                       (wl, p.weights, p.activations, {"threads": 1, "arch": measured_mac}))
     # hardware builds are the long jobs: start them first so the pool stays busy at the end
-    todo.sort(key=lambda job: job[0]["kind"] != "hardware")
+    todo.sort(key=lambda job: job[0]["kind"] not in ("hardware", "measured_mac"))
 
     cached = len(results)
     own_executor = executor is None and bool(todo)
@@ -284,7 +321,8 @@ def run_dse(
                     try:
                         res = fut.result()
                     except Exception as err:  # noqa: BLE001 - a crashed job is reported, not cached
-                        res = {"status": "error", "reason": f"{type(err).__name__}: {err}"}
+                        res = {"status": "error", "reason": f"{type(err).__name__}: {err}",
+                               "trace": "".join(traceback.format_exception(err))[-3000:]}
                         failures += 1
                     else:
                         if cache is not None:
@@ -302,8 +340,9 @@ def run_dse(
     fp = get(float_key) or {}
     fp32 = fp.get("accuracy")
     if fp32 is None:
-        raise RuntimeError(f"the float model could not be evaluated: {fp}")
-    rows = [_row(p, get(acc_keys[p.key]), get(hw_keys.get(p.hw_key)), fp32, mac_cost, cost_fps) for p in points]
+        raise RuntimeError(f"the float model could not be evaluated: {fp.get('reason')}\n{fp.get('trace', '')}")
+    rows = [_row(p, get(acc_keys[p.key]), get(hw_keys.get(p.hw_key)), fp32, mac_cost, cost_fps,
+                 get(mac_keys.get(p.hw_key))) for p in points]
     result = DSEResult(
         rows=rows, fp32_accuracy=fp32, workload=wl, out_dir=out, frontier_x=frontier_x,
         frontier=pareto_front(rows, x=frontier_x),
@@ -312,7 +351,7 @@ def run_dse(
                "workers": None if executor is not None else workers,
                "executor": type(executor).__name__ if executor is not None else "ProcessPoolExecutor",
                "mac_cost": getattr(mac_cost, "__qualname__", repr(mac_cost)), "cost_fps": cost_fps,
-               "target_fps": target_fps, "clock_ns": clock_ns},
+               "target_fps": target_fps, "clock_ns": clock_ns, "measured_mac": measured_mac},
     )
     if report and out is not None:
         from brevitas_minifloat.dse.report import write_report

@@ -126,7 +126,7 @@ def load_model(spec: str, weights: str | None = None) -> nn.Module:
     )
 
 
-def train_float_model(workload_model: str, dataset: str, out_path: Path, *, epochs: int = 15, seed: int = 0,
+def train_float_model(workload_model: str, dataset: str, out_path: str | os.PathLike, *, epochs: int = 15, seed: int = 0,
                       data_root: str | None = None, threads: int = 1) -> dict:
     """Train the factory model on ``dataset`` (Adam, cosine learning rate, batch 100) and save its
     state_dict; returns ``{"accuracy", "seconds", ...}``. A saved model with the same recipe is reused.
@@ -136,6 +136,7 @@ def train_float_model(workload_model: str, dataset: str, out_path: Path, *, epoc
     from brevitas_minifloat.data import load_dataset
     from brevitas_minifloat.training import accuracy
 
+    out_path = Path(out_path)
     recipe = {"model": workload_model, "dataset": dataset, "epochs": epochs, "seed": seed, "version": 1}
     meta_path = out_path.with_suffix(".json")
     if out_path.is_file() and meta_path.is_file():
