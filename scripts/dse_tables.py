@@ -288,7 +288,8 @@ def main() -> None:
         f"{(_sum(default.rows, 'ptq_s', 'eval_s') + _sum(_unique_hw(default.rows), 'build_s')) / 2 / 60:.1f} minutes on "
         "2 workers plus ~30 s to train the float model (on 2 cores shared with other jobs the wall time is longer). "
         f"Regenerating this page took {total_s / 60:.1f} minutes this time (cached points are reused). "
-        "Sweep throughput with 1 and 2 workers: `python benchmarks/bench_dse.py`.",
+        "Sweep throughput with 1 and 2 workers and the cold-cache wall time of `brevitas-minifloat dse`: "
+        "[dse_benchmark.md](dse_benchmark.md) (`python benchmarks/bench_dse.py --write-doc`).",
         "",
         "## Reproduce",
         "",

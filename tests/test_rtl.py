@@ -224,6 +224,10 @@ def test_summarize_cells():
              "DSP48E2": 1, "MUXF7": 2, "MUXF8": 1, "BUFG": 1}
     s = cost.summarize_cells(cells)
     assert (s["LUT"], s["CARRY"], s["FF"], s["DSP"], s["MUXF"], s["other"]) == (8, 3, 6, 1, 3, 0)
+    memories = cost.summarize_cells({"RAMB18E2": 2, "RAMB36E2": 3, "RAM64X1D": 4, "RAM32M16": 1, "URAM288": 1,
+                                     "SRL16E": 2})
+    assert (memories["RAMB18"], memories["RAMB36"], memories["BRAM18"]) == (2, 3, 8)
+    assert (memories["LUTRAM"], memories["URAM"], memories["SRL"], memories["other"]) == (5, 1, 2, 0)
 
 
 @needs_yosys

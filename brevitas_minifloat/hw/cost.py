@@ -65,8 +65,10 @@ def default_cache_dir() -> Path:
 
 def summarize_cells(cells: dict[str, int]) -> dict[str, int]:
     """Group Yosys' Xilinx cell counts: LUT (LUT1..LUT6, INV), CARRY (CARRY4/8), FF (FD*), DSP (DSP48*),
-    MUXF (MUXF7/8/9), SRL and LUTRAM (RAM*); BUFG and I/O buffers are not counted."""
-    out = {"LUT": 0, "CARRY": 0, "FF": 0, "DSP": 0, "MUXF": 0, "SRL": 0, "LUTRAM": 0, "other": 0}
+    MUXF (MUXF7/8/9), SRL, block RAM (RAMB18*, RAMB36*; ``BRAM18`` = RAMB18 + 2 x RAMB36, FINN's
+    unit), URAM and LUTRAM (the other RAM* cells); BUFG and I/O buffers are not counted."""
+    out = {"LUT": 0, "CARRY": 0, "FF": 0, "DSP": 0, "MUXF": 0, "SRL": 0, "LUTRAM": 0, "RAMB18": 0, "RAMB36": 0,
+           "BRAM18": 0, "URAM": 0, "other": 0}
     for cell, n in cells.items():
         if cell.startswith("LUT") or cell == "INV":  # INV is a LUT1
             out["LUT"] += n
@@ -80,11 +82,37 @@ def summarize_cells(cells: dict[str, int]) -> dict[str, int]:
             out["MUXF"] += n
         elif cell.startswith("SRL"):
             out["SRL"] += n
+        elif cell.startswith("RAMB18"):
+            out["RAMB18"] += n
+        elif cell.startswith("RAMB36"):
+            out["RAMB36"] += n
+        elif cell.startswith("URAM"):
+            out["URAM"] += n
         elif cell.startswith("RAM"):
             out["LUTRAM"] += n
         elif cell not in ("BUFG", "IBUF", "OBUF", "BUFGCTRL"):
             out["other"] += n
+    out["BRAM18"] = out["RAMB18"] + 2 * out["RAMB36"]
     return out
+
+
+def read_cached(path: Path, key: dict) -> dict | None:
+    """The result stored at ``path`` if it was stored under exactly ``key``, else ``None``."""
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return stored["result"] if isinstance(stored, dict) and stored.get("key") == key else None
+
+
+def write_cached(path: Path, key: dict, result: dict) -> None:
+    """Store ``result`` under ``key`` as plain JSON, atomically (concurrent writers never leave a torn file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"key": key, "result": result}, indent=1, sort_keys=True))
+    os.replace(tmp, path)
 
 
 def _cache_key(unit: MacUnit, family: str, dsp: bool) -> dict:
@@ -183,13 +211,9 @@ def mac_cost(
     unit = MacUnit(as_operand(weight), as_operand(act), fan_in=fan_in, simd=simd, arch=arch)
     key = _cache_key(unit, family, dsp)
     path = _cache_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), key)
-    if use_cache and path.exists():
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, ValueError):
-            stored = None
-        if stored and stored.get("key") == key:
-            return {**stored["result"], "cached": True, "key": key}
+    stored = read_cached(path, key) if use_cache else None
+    if stored is not None:
+        return {**stored, "cached": True, "key": key}
     raw = synthesize(unit, family=family, dsp=dsp, timeout=timeout)
     result = {
         **summarize_cells(raw["cells"]),
@@ -201,10 +225,7 @@ def mac_cost(
         "cpu_seconds": raw["cpu_seconds"],
     }
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "result": result}, indent=1, sort_keys=True))
-        os.replace(tmp, path)  # atomic: concurrent writers never leave a torn file
+        write_cached(path, key, result)
     return {**result, "cached": False, "key": key}
 
 
