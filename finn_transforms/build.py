@@ -592,6 +592,14 @@ def _assemble_steps(finn, steps, extra_steps_before, allowed_software_ops, recor
         extra_steps_before = [extra_steps_before]
     base = list(finn.config.estimate_only_dataflow_steps if steps is None else steps)
     resolved = [_resolve_step(s, lookup) for s in base]
+    # FINN+'s bit-width minimisation breaks XNOR-popcount MVAUs (negative thresholds crash it,
+    # large ones are clipped wrongly): use the exact wrappers of the same name instead.
+    from finn_transforms.steps import XNOR_EXACT_STEPS
+
+    for i, fn in enumerate(resolved):
+        name = getattr(fn, "__name__", "")
+        if name in XNOR_EXACT_STEPS and lookup.get(name) is fn:
+            resolved[i] = XNOR_EXACT_STEPS[name]
     extra = [_resolve_step(s, lookup) for s in extra_steps_before]
     names = [getattr(fn, "__name__", None) for fn in resolved]
     at = names.index("step_qonnx_to_finn") if "step_qonnx_to_finn" in names else 0

@@ -12,6 +12,10 @@ or in a plain FINN ``DataflowBuildConfig(steps=minifloat_estimate_steps(), ...)`
 Limits (``max_weight_bits``, ``max_thresholds``) are set with `make_step_lower_minifloat` or, for the
 string form, with attributes ``minifloat_max_weight_bits`` / ``minifloat_max_thresholds`` on the
 build config object.
+
+``step_minimize_bit_width_initial`` / ``step_minimize_bit_width`` here are FINN's steps of the same
+names made exact for XNOR-popcount layers (binary weights x bipolar activations; see
+`xnor_exact_step`). ``build_estimates`` and ``minifloat_estimate_steps`` use them in place of FINN's.
 """
 
 from __future__ import annotations
@@ -31,18 +35,24 @@ from finn_transforms.quant_nodes import is_minifloat_quant
 from finn_transforms.transformation import (
     DEFAULT_MAX_THRESHOLDS,
     DEFAULT_MAX_WEIGHT_BITS,
+    ClampXnorPopcountThresholds,
     LowerMinifloatActivations,
     LowerMinifloatWeights,
     LowerSyqGroupScales,
     LoweringError,
 )
+from finn_transforms.transformation.clamp_xnor_popcount_thresholds import xnor_threshold_inputs
 
 __all__ = [
     "MINIFLOAT_STEP",
+    "XNOR_EXACT_STEPS",
     "lower_minifloat",
     "make_step_lower_minifloat",
     "minifloat_estimate_steps",
     "step_lower_minifloat",
+    "step_minimize_bit_width",
+    "step_minimize_bit_width_initial",
+    "xnor_exact_step",
 ]
 
 MINIFLOAT_STEP = "finn_transforms.steps.step_lower_minifloat"
@@ -184,16 +194,69 @@ def make_step_lower_minifloat(
     return step
 
 
+def xnor_exact_step(finn_step: Callable[[ModelWrapper, Any], ModelWrapper]) -> Callable[[ModelWrapper, Any], ModelWrapper]:
+    """Wrap one of FINN's bit-width minimisation steps so XNOR-popcount MVAUs stay exact.
+
+    Works around FINN+ 1.6.1's ``MVAU.minimize_accumulator_width``, which sizes an XNOR MVAU's
+    accumulator as ``[-(#-1 weights), #+1 weights]`` instead of the popcount's ``[0, MW]``, after
+    which ``RoundAndClipThresholds`` clips the thresholds to that range: a negative threshold then
+    fails FINN's ``assert (orig_thres_matrix >= 0).all()`` (bare ``AssertionError`` in
+    ``step_minimize_bit_width``) and thresholds above the clipped range silently switch channels on
+    too early (`finn_transforms.transformation.clamp_xnor_popcount_thresholds`). Before the step:
+    clamp the popcount thresholds to ``[0, MW + 1]`` (exact) and remember them; after it: put them
+    back and give the MVAU the popcount's ``UINT`` accumulator and threshold types. A no-op for
+    graphs without XNOR layers. The wrapper keeps the step's ``__name__`` (FINN names intermediate
+    models after it).
+    """
+
+    @functools.wraps(finn_step)
+    def step(model: ModelWrapper, cfg: Any) -> ModelWrapper:
+        model = model.transform(ClampXnorPopcountThresholds())
+        saved = {name: model.get_initializer(name).copy() for _, name, _ in xnor_threshold_inputs(model)}
+        model = finn_step(model, cfg)
+        for name, thresholds in saved.items():
+            if model.get_initializer(name) is not None:
+                model.set_initializer(name, thresholds)
+        return model.transform(ClampXnorPopcountThresholds())
+
+    return step
+
+
+def _finn_step(name: str) -> Callable[[ModelWrapper, Any], ModelWrapper]:
+    from finn_transforms.finn_env import import_builder  # needs FINN settings (inside a build they exist)
+
+    return getattr(import_builder().steps, name)
+
+
+def step_minimize_bit_width_initial(model: ModelWrapper, cfg: Any) -> ModelWrapper:
+    """FINN's ``step_minimize_bit_width_initial``, exact for XNOR-popcount MVAUs (`xnor_exact_step`)."""
+    return xnor_exact_step(_finn_step("step_minimize_bit_width_initial"))(model, cfg)
+
+
+def step_minimize_bit_width(model: ModelWrapper, cfg: Any) -> ModelWrapper:
+    """FINN's ``step_minimize_bit_width``, exact for XNOR-popcount MVAUs (`xnor_exact_step`)."""
+    return xnor_exact_step(_finn_step("step_minimize_bit_width"))(model, cfg)
+
+
+#: FINN step name -> our XNOR-exact replacement (same name, so intermediate models keep theirs).
+XNOR_EXACT_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
+    "step_minimize_bit_width_initial": step_minimize_bit_width_initial,
+    "step_minimize_bit_width": step_minimize_bit_width,
+}
+
+
 def minifloat_estimate_steps(
     base: Sequence[str | Callable] | None = None, *, step: str | Callable = MINIFLOAT_STEP
 ) -> list[str | Callable]:
     """FINN's ``estimate_only_dataflow_steps`` (or ``base``) with ``step`` inserted before
-    ``step_qonnx_to_finn`` (prepended when there is none)."""
+    ``step_qonnx_to_finn`` (prepended when there is none) and FINN's bit-width minimisation steps
+    (given by name) replaced by their XNOR-exact versions (`XNOR_EXACT_STEPS`, as
+    ``"finn_transforms.steps.step_minimize_bit_width"`` strings)."""
     if base is None:
         from finn.builder.build_dataflow_config import estimate_only_dataflow_steps
 
         base = estimate_only_dataflow_steps
-    steps = list(base)
+    steps = [f"{__name__}.{s}" if isinstance(s, str) and s in XNOR_EXACT_STEPS else s for s in base]
     names = [s if isinstance(s, str) else getattr(s, "__name__", "") for s in steps]
     at = names.index("step_qonnx_to_finn") if "step_qonnx_to_finn" in names else 0
     steps.insert(at, step)
