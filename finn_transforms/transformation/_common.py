@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from onnx import NodeProto
+from onnx import NodeProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 
 from brevitas_minifloat.formats import MinifloatFormat
@@ -89,3 +89,37 @@ def remove_if_orphaned(model: ModelWrapper, node: NodeProto) -> None:
         elif model.get_initializer(name) is not None:
             model.del_initializer(name)
             drop_weight_record(model, name)
+
+
+def scale_output(model: ModelWrapper, node: NodeProto, scale: np.ndarray, suffix: str, where: str,
+                 weight_ndim: int) -> None:
+    """Multiply the output of the MatMul/Conv ``node`` by ``scale`` with a Mul right after it
+    (named ``<node>_<suffix>``); a Conv bias moves behind that Mul as an Add, so the integer
+    product stays free of float terms. ``where`` names the lowered quantizer in errors."""
+    out = node.output[0]
+    out_shape = model.get_tensor_shape(out)
+    raw = model.make_new_valueinfo_name()
+    node.output[0] = raw
+    if out_shape is not None:
+        model.set_tensor_shape(raw, out_shape)
+    base = node.name or out
+    pos = list(model.graph.node).index(node) + 1
+    scale_name = model.make_new_valueinfo_name()
+    model.set_initializer(scale_name, scale)
+    bias = node.input[2] if node.op_type == "Conv" and len(node.input) > 2 and node.input[2] else None
+    mul_out = out
+    if bias is not None:
+        b = model.get_initializer(bias)
+        if b is None:
+            raise LoweringError(f"cannot lower {where}: the bias of {label(node)} is not a constant initializer")
+        del node.input[2]
+        mul_out = model.make_new_valueinfo_name()
+        if out_shape is not None:
+            model.set_tensor_shape(mul_out, out_shape)
+    model.graph.node.insert(pos, helper.make_node("Mul", [raw, scale_name], [mul_out], name=f"{base}_{suffix}"))
+    if bias is not None:
+        bname = model.make_new_valueinfo_name()
+        model.set_initializer(bname, np.asarray(b, dtype=np.float32).reshape((1, -1) + (1,) * (weight_ndim - 2)))
+        model.graph.node.insert(pos + 1, helper.make_node("Add", [mul_out, bname], [out], name=f"{base}_bias"))
+        if not model.find_consumers(bias) and model.get_initializer(bias) is not None:
+            model.del_initializer(bias)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from onnx import NodeProto, helper
+from onnx import NodeProto
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
@@ -22,6 +22,7 @@ from finn_transforms.transformation._common import (
     label,
     remove_if_orphaned,
     scale_of,
+    scale_output,
     scale_times_delta,
 )
 
@@ -159,33 +160,7 @@ class LowerMinifloatWeights(Transformation):
         model.set_tensor_datatype(kname, dtype)
         node.input[1] = kname
 
-        out = node.output[0]
-        out_shape = model.get_tensor_shape(out)
-        raw = model.make_new_valueinfo_name()
-        node.output[0] = raw
-        if out_shape is not None:
-            model.set_tensor_shape(raw, out_shape)
-        base = node.name or out
-        pos = list(model.graph.node).index(node) + 1
-        sd_name = model.make_new_valueinfo_name()
-        model.set_initializer(sd_name, sd)
-        bias = node.input[2] if node.op_type == "Conv" and len(node.input) > 2 and node.input[2] else None
-        mul_out = out
-        if bias is not None:
-            b = model.get_initializer(bias)
-            if b is None:
-                raise LoweringError(f"cannot lower {where}: the bias of {label(node)} is not a constant initializer")
-            del node.input[2]
-            mul_out = model.make_new_valueinfo_name()
-            if out_shape is not None:
-                model.set_tensor_shape(mul_out, out_shape)
-        model.graph.node.insert(pos, helper.make_node("Mul", [raw, sd_name], [mul_out], name=f"{base}_minifloat_scale"))
-        if bias is not None:
-            bname = model.make_new_valueinfo_name()
-            model.set_initializer(bname, np.asarray(b, dtype=np.float32).reshape((1, -1) + (1,) * (k.ndim - 2)))
-            model.graph.node.insert(pos + 1, helper.make_node("Add", [mul_out, bname], [out], name=f"{base}_bias"))
-            if not model.find_consumers(bias) and model.get_initializer(bias) is not None:
-                model.del_initializer(bias)
+        scale_output(model, node, sd, "minifloat_scale", where, k.ndim)
 
         # Tidy up what the integer weight replaced.
         if quant is None:

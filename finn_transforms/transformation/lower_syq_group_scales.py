@@ -26,14 +26,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from onnx import NodeProto, helper
+from onnx import NodeProto
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 from brevitas_minifloat.export.syq_handlers import syq_codebook
-from finn_transforms.transformation._common import DEFAULT_MAX_WEIGHT_BITS, LoweringError, label, remove_if_orphaned
+from finn_transforms.transformation._common import (
+    DEFAULT_MAX_WEIGHT_BITS,
+    LoweringError,
+    label,
+    remove_if_orphaned,
+    scale_output,
+)
 from finn_transforms.transformation.lower_minifloat_weights import weight_datatype
 
 __all__ = ["LowerSyqGroupScales", "SyqGrid", "fixed_point_grid", "syq_group_name"]
@@ -213,31 +219,6 @@ class LowerSyqGroupScales(Transformation):
         model.set_tensor_datatype(kname, dtype)
         node.input[1] = kname
 
-        out = node.output[0]
-        out_shape = model.get_tensor_shape(out)
-        raw = model.make_new_valueinfo_name()
-        node.output[0] = raw
-        if out_shape is not None:
-            model.set_tensor_shape(raw, out_shape)
-        base = node.name or out
-        pos = list(model.graph.node).index(node) + 1
-        unit = model.make_new_valueinfo_name()
-        model.set_initializer(unit, np.asarray(grid.unit, dtype=np.float32))
-        bias = node.input[2] if node.op_type == "Conv" and len(node.input) > 2 and node.input[2] else None
-        mul_out = out
-        if bias is not None:
-            b = model.get_initializer(bias)
-            if b is None:
-                raise LoweringError(f"cannot lower {label(quant)}: the bias of {label(node)} is not a constant initializer")
-            del node.input[2]
-            mul_out = model.make_new_valueinfo_name()
-            if out_shape is not None:
-                model.set_tensor_shape(mul_out, out_shape)
-        model.graph.node.insert(pos, helper.make_node("Mul", [raw, unit], [mul_out], name=f"{base}_syq_scale_unit"))
-        if bias is not None:
-            bname = model.make_new_valueinfo_name()
-            model.set_initializer(bname, np.asarray(b, dtype=np.float32).reshape((1, -1) + (1,) * (weights.ndim - 2)))
-            model.graph.node.insert(pos + 1, helper.make_node("Add", [mul_out, bname], [out], name=f"{base}_bias"))
-            if not model.find_consumers(bias) and model.get_initializer(bias) is not None:
-                model.del_initializer(bias)
+        scale_output(model, node, np.asarray(grid.unit, dtype=np.float32), "syq_scale_unit", label(quant),
+                     weights.ndim)
         remove_if_orphaned(model, quant)  # with its weight and scale initializers, unless shared
