@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from finn_transforms.finn_defaults import DEFAULT_FPGA_PART
+
 EXIT_FAILED, EXIT_UNAVAILABLE = 1, 2
 
 
@@ -342,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="FINN estimates for a QONNX file (with the minifloat lowering step)")
     b.add_argument("onnx", help="QONNX model file")
     b.add_argument("-o", "--output", default="out/build")
-    b.add_argument("--fpga-part", default="xczu3eg-sbva484-1-e")
+    b.add_argument("--fpga-part", default=DEFAULT_FPGA_PART)
     b.add_argument("--clock-ns", type=float, default=10.0)
     b.add_argument("--target-fps", type=float, default=None)
     b.add_argument("--folding-config", help="FINN folding config JSON")

@@ -22,7 +22,6 @@ graph for any step so it can be compared with the QONNX model on the same inputs
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import tempfile
@@ -32,6 +31,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 from qonnx.core.modelwrapper import ModelWrapper
+
+from finn_transforms.finn_defaults import HW_DOMAIN as GENERIC_HW_DOMAIN
+from finn_transforms.model_io import load_model
 
 __all__ = [
     "GENERIC_HW_DOMAIN",
@@ -44,7 +46,6 @@ __all__ = [
     "to_generic_hw_graph",
 ]
 
-GENERIC_HW_DOMAIN = "finn.custom_op.fpgadataflow"
 _BACKENDS = ("hls", "rtl")
 _PARTITION_STEP = "step_create_dataflow_partition"
 _SDP = "StreamingDataflowPartition"
@@ -52,20 +53,6 @@ _SDP = "StreamingDataflowPartition"
 
 class HwExecutionError(RuntimeError):
     """The graph holds nodes that cannot be executed in Python."""
-
-
-def _as_model(model: ModelWrapper | onnx.ModelProto | str | os.PathLike) -> ModelWrapper:
-    """A ModelWrapper around an independent copy of ``model``."""
-    if isinstance(model, ModelWrapper):
-        return ModelWrapper(copy.deepcopy(model.model))
-    if isinstance(model, onnx.ModelProto):
-        return ModelWrapper(copy.deepcopy(model))
-    if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model file not found: {path}")
-        return ModelWrapper(str(path))
-    raise TypeError(f"expected a ModelWrapper, ModelProto or path, got {type(model).__name__}")
 
 
 def to_generic_hw_graph(model: ModelWrapper | onnx.ModelProto | str | os.PathLike) -> ModelWrapper:
@@ -78,7 +65,7 @@ def to_generic_hw_graph(model: ModelWrapper | onnx.ModelProto | str | os.PathLik
     """
     from qonnx.custom_op.registry import is_custom_op
 
-    model = _as_model(model)
+    model = load_model(model)
     missing = []
     for node in model.graph.node:
         for backend in _BACKENDS:

@@ -31,6 +31,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 
 import finn_transforms.custom_op  # noqa: F401  (MinifloatQuant must be executable/inferable)
 from finn_transforms.annotations import FORMAT_KEY
+from finn_transforms.build.step_list import splice_steps
 from finn_transforms.quant_nodes import is_minifloat_quant
 from finn_transforms.transformation import (
     DEFAULT_MAX_THRESHOLDS,
@@ -256,8 +257,4 @@ def minifloat_estimate_steps(
         from finn.builder.build_dataflow_config import estimate_only_dataflow_steps
 
         base = estimate_only_dataflow_steps
-    steps = [f"{__name__}.{s}" if isinstance(s, str) and s in XNOR_EXACT_STEPS else s for s in base]
-    names = [s if isinstance(s, str) else getattr(s, "__name__", "") for s in steps]
-    at = names.index("step_qonnx_to_finn") if "step_qonnx_to_finn" in names else 0
-    steps.insert(at, step)
-    return steps
+    return splice_steps(base, [step])

@@ -34,7 +34,6 @@ the scripts and both Yosys versions.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib.util
 import json
@@ -48,7 +47,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
 from brevitas_minifloat.hw.cost import (
@@ -61,7 +59,9 @@ from brevitas_minifloat.hw.cost import (
     yosys_missing,
     yosys_version,
 )
+from finn_transforms.finn_defaults import DEFAULT_CLOCK_NS, DEFAULT_FPGA_PART, RTL_DOMAIN
 from finn_transforms.finn_env import finn_session, require_finn
+from finn_transforms.model_io import load_model
 
 __all__ = [
     "SV_REWRITES",
@@ -75,9 +75,6 @@ __all__ = [
     "threshold_counts",
 ]
 
-DEFAULT_PART = "xczu3eg-sbva484-1-e"
-_RTL_DOMAIN = "finn.custom_op.fpgadataflow.rtl"
-_HW_DOMAIN = "finn.custom_op.fpgadataflow"
 SYNTH_VERSION = 1
 
 #: ``(file, upstream text, replacement, why)``: applied to copies of FINN's RTL before yosys-slang
@@ -122,17 +119,6 @@ def _slang_version() -> str:
 
 
 # ------------------------------------------------------------------------------ the node
-def _as_model(model_or_path) -> ModelWrapper:
-    if isinstance(model_or_path, ModelWrapper):
-        return ModelWrapper(copy.deepcopy(model_or_path.model))
-    if isinstance(model_or_path, onnx.ModelProto):
-        return ModelWrapper(copy.deepcopy(model_or_path))
-    path = Path(model_or_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX model file not found: {path}")
-    return ModelWrapper(str(path))
-
-
 def _thresholding_rtl(model: ModelWrapper, node_name: str, fpga_part: str):
     """``(model, node)``: the named node as a ``Thresholding_rtl`` (in a copy of the model).
 
@@ -145,7 +131,7 @@ def _thresholding_rtl(model: ModelWrapper, node_name: str, fpga_part: str):
     if node is None:
         names = [n.name for n in model.graph.node if "Threshold" in n.op_type]
         raise ThresholdSynthError(f"no node named {node_name!r} in the model; threshold layers: {names}")
-    if node.op_type == "Thresholding_rtl" and node.domain == _RTL_DOMAIN:
+    if node.op_type == "Thresholding_rtl" and node.domain == RTL_DOMAIN:
         return model, node
     if node.op_type not in ("MultiThreshold", "Thresholding"):
         raise ThresholdSynthError(
@@ -174,7 +160,7 @@ def threshold_counts(model_or_path, node_name: str) -> dict:
     """Threshold statistics of a threshold layer: ``rows`` (1 when all channels share one set),
     ``steps`` (thresholds per channel), ``unique_per_row`` (max over rows of the distinct values,
     i.e. the levels a minifloat really has) and ``duplicates`` (steps - unique_per_row)."""
-    model = _as_model(model_or_path)
+    model = load_model(model_or_path)
     node = model.get_node_from_name(node_name)
     if node is None or "Threshold" not in node.op_type:
         raise ThresholdSynthError(f"{node_name!r} is not a threshold layer of the model")
@@ -184,7 +170,7 @@ def threshold_counts(model_or_path, node_name: str) -> dict:
             "duplicates": int(t.shape[1] - unique)}
 
 
-def finn_threshold_estimate(inst, fpga_part: str = DEFAULT_PART) -> dict:
+def finn_threshold_estimate(inst, fpga_part: str = DEFAULT_FPGA_PART) -> dict:
     """FINN's own resource estimate of a ``Thresholding_rtl`` instance (its methods' outputs)."""
     return {
         "LUT": float(inst.lut_estimation(fpga_part)),
@@ -198,7 +184,7 @@ def finn_threshold_estimate(inst, fpga_part: str = DEFAULT_PART) -> dict:
 
 def generate_thresholding_hdl(
     model_or_path, node_name: str, out_dir: str | os.PathLike, *, pe: int | None = None,
-    fpga_part: str = DEFAULT_PART, clock_ns: float = 10.0,
+    fpga_part: str = DEFAULT_FPGA_PART, clock_ns: float = DEFAULT_CLOCK_NS,
 ) -> dict:
     """Let FINN write the HDL of one threshold layer into ``out_dir`` and copy FINN's library sources
     beside it (patched by :data:`SV_REWRITES`). ``pe`` overrides the node's PE (must divide the
@@ -210,7 +196,7 @@ def generate_thresholding_hdl(
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    model = _as_model(model_or_path)
+    model = load_model(model_or_path)
     with finn_session():
         model, node = _thresholding_rtl(model, node_name, fpga_part)
         inst = getCustomOp(node)
@@ -291,7 +277,7 @@ def synthesize_thresholding(
     *,
     pe: int | None = None,
     family: str = "xcup",
-    fpga_part: str = DEFAULT_PART,
+    fpga_part: str = DEFAULT_FPGA_PART,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     timeout: float | None = None,
@@ -466,7 +452,7 @@ endmodule
 
 def simulate_thresholding(
     model_or_path, node_name: str, inputs: np.ndarray, *, pe: int | None = None,
-    fpga_part: str = DEFAULT_PART, timeout: float | None = 600,
+    fpga_part: str = DEFAULT_FPGA_PART, timeout: float | None = 600,
 ) -> dict:
     """Run FINN's generated HDL for ``node_name`` (after the same yosys-slang conversion that
     `synthesize_thresholding` synthesizes) in Icarus Verilog on ``inputs`` (integers, shape

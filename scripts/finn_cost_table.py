@@ -38,7 +38,8 @@ import torch  # noqa: E402
 
 from brevitas_minifloat import export_qonnx  # noqa: E402
 from brevitas_minifloat.zoo import calibrate, cnv_cnn, parse_spec, tfc_mlp  # noqa: E402
-from finn_transforms.build import _FINN_ESTIMATE_STEPS, build_estimates  # noqa: E402
+from finn_transforms.build import FINN_ESTIMATE_STEPS, build_estimates  # noqa: E402
+from finn_transforms.finn_defaults import DEFAULT_CLOCK_NS, DEFAULT_FPGA_PART  # noqa: E402
 from finn_transforms.steps import make_step_lower_minifloat, lower_minifloat  # noqa: E402
 from finn_transforms.thresholds import threshold_count  # noqa: E402
 from finn_transforms.transformation import DEFAULT_MAX_THRESHOLDS, DEFAULT_MAX_WEIGHT_BITS, LoweringError  # noqa: E402
@@ -72,7 +73,7 @@ MODELS: dict[str, tuple[Callable, dict, str]] = {
 SIMD_MAX, PE_MAX = 16, 4
 #: Raised from the default (16) so that E4M3 weights (INT19) lower; E5M2 (INT34) stays refused.
 MAX_WEIGHT_BITS = 24
-FPGA_PART, CLOCK_NS = "xczu3eg-sbva484-1-e", 10.0
+FPGA_PART, CLOCK_NS = DEFAULT_FPGA_PART, DEFAULT_CLOCK_NS
 FLOWS = ("embedded", "standalone")
 
 
@@ -115,7 +116,7 @@ def step_uniform_folding(model, cfg):
 
 
 def build_steps() -> list:
-    steps: list = list(_FINN_ESTIMATE_STEPS)
+    steps: list = list(FINN_ESTIMATE_STEPS)
     steps.insert(steps.index("step_apply_folding_config") + 1, step_uniform_folding)
     return steps
 

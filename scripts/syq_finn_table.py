@@ -52,6 +52,7 @@ import syq_accuracy  # noqa: E402  (the accuracy study's network and baselines)
 from brevitas_minifloat import syq_weight_quant  # noqa: E402
 from brevitas_minifloat.data import load_dataset  # noqa: E402
 from finn_transforms.build import build_estimates  # noqa: E402
+from finn_transforms.finn_defaults import DEFAULT_CLOCK_NS, DEFAULT_FPGA_PART  # noqa: E402
 from finn_transforms.steps import MINIFLOAT_STEP  # noqa: E402
 from finn_transforms.transformation import LoweringError  # noqa: E402
 from finn_transforms.verify import verify  # noqa: E402
@@ -413,7 +414,7 @@ def main(argv=None):
     p.add_argument("--from-json", type=Path, default=None, help="no builds: render the doc from an earlier --json")
     p.add_argument("--no-doc", action="store_true")
     args = p.parse_args(argv)
-    args.fpga_part, args.clock_ns = "xczu3eg-sbva484-1-e", 10.0  # build_estimates' defaults
+    args.fpga_part, args.clock_ns = DEFAULT_FPGA_PART, DEFAULT_CLOCK_NS  # build_estimates' defaults
     torch.set_num_threads(args.threads)
     args.scale_bits = tuple(int(b) for b in str(args.scale_bits).split(","))
     cfgs = configs(args.scale_bits)

@@ -30,7 +30,6 @@ from finn_transforms.hw_exec import (
     to_generic_hw_graph,
 )
 
-needs_finn = pytest.mark.skipif(not finn_env.finn_available(), reason="FINN+ not installed")
 _FINN_ENV = ("FINN_SETTINGS", "FINN_BUILD_DIR", "XILINX_VIVADO", "FINN_DEPS", "NUM_DEFAULT_WORKERS")
 
 
@@ -207,14 +206,14 @@ def test_missing_finn_gives_install_instructions(monkeypatch, tmp_path):
         build_estimates(tmp_path / "any.onnx", tmp_path / "out")
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_missing_psutil_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "psutil", None)
     with pytest.raises(FinnNotAvailableError, match="psutil"):
         require_finn()
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_finn_session_sets_and_restores_global_state(monkeypatch, tmp_path):
     import finn.util.settings as finn_settings
 
@@ -238,7 +237,7 @@ def test_finn_session_sets_and_restores_global_state(monkeypatch, tmp_path):
     assert not temp_dir.exists()
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_import_builder_unstubs_simengine():
     import finn.xsi
 
@@ -249,7 +248,7 @@ def test_import_builder_unstubs_simengine():
         assert "SimEngine" not in vars(finn.xsi)  # the import-time stand-in is gone again
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_builder_io_restores_stdout_logging_and_warnings(tmp_path):
     with finn_env.finn_session():
         builder = finn_env.import_builder()
@@ -272,7 +271,7 @@ def test_builder_io_restores_stdout_logging_and_warnings(tmp_path):
 # ----------------------------------------------------------------------------- inputs
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_missing_and_corrupt_onnx_files(tmp_path, tfc):
     with pytest.raises(FileNotFoundError, match="not found"):
         build_estimates(tmp_path / "missing.onnx", tmp_path / "out")
@@ -309,7 +308,7 @@ def test_load_onnx_model_copies():
 # ----------------------------------------------------------------------------- builds
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_tfc_estimates_are_consistent(tfc, tfc_build):
     report = tfc_build
     assert isinstance(report, EstimateReport)
@@ -333,7 +332,7 @@ def test_tfc_estimates_are_consistent(tfc, tfc_build):
     assert "total" in report.summary()
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_tfc_hw_graph_executes_integer_exact(tfc, tfc_build):
     model, path = tfc
     hw_graph = load_hw_graph(tfc_build.output_dir)
@@ -356,7 +355,7 @@ def test_tfc_hw_graph_executes_integer_exact(tfc, tfc_build):
     _assert_integer_equal(early, ref, scale)
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_cnv_build_and_execution(cnv, tmp_path):
     model, path = cnv
     report = build_estimates(path, tmp_path / "build", clock_ns=5.0)
@@ -372,7 +371,7 @@ def test_cnv_build_and_execution(cnv, tmp_path):
         _assert_integer_equal(hw, _qonnx_reference(path, x), _output_scale(model, x))
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_target_fps_hooks_and_folding_config(tfc, tmp_path):
     _, path = tfc
     calls = []
@@ -402,7 +401,7 @@ def test_target_fps_hooks_and_folding_config(tfc, tmp_path):
     assert layer.cycles == 784 * 64 // (4 * 16)
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_failing_hook_is_named(tfc, tmp_path):
     def step_broken_lowering(model, cfg):
         raise RuntimeError("cannot lower E9M9")
@@ -417,7 +416,7 @@ def test_failing_hook_is_named(tfc, tmp_path):
         build_estimates(tfc[1], tmp_path / "out", config_overrides={"no_such_option": 1})
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_unmappable_node_is_named(tmp_path, monkeypatch):
     path = _export(SinInside(), (1, 16), tmp_path / "sin.onnx")
     with pytest.raises(FinnBuildError, match=r"Sin_0 \(Sin\)") as info:
@@ -434,7 +433,7 @@ def test_unmappable_node_is_named(tmp_path, monkeypatch):
     assert info.value.log_path.is_file()
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_leftover_floatquant_is_not_silently_dropped(tmp_path):
     path = _export(Fp8Input(), (1, 16), tmp_path / "fp8.onnx")
     with pytest.raises(FinnBuildError, match="FloatQuant") as info:
@@ -446,7 +445,7 @@ def test_leftover_floatquant_is_not_silently_dropped(tmp_path):
     assert any("not estimated" in note for note in report.notes)
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_execute_hw_graph_rejects_unknown_specialized_ops():
     node = onnx.helper.make_node(
         "IODMA_hls", ["x"], ["y"], name="dma", domain="finn.custom_op.fpgadataflow.hls"
@@ -457,3 +456,28 @@ def test_execute_hw_graph_rejects_unknown_specialized_ops():
     )
     with pytest.raises(HwExecutionError, match=r"dma \(IODMA_hls\)"):
         to_generic_hw_graph(onnx.helper.make_model(graph))
+
+
+def test_splice_steps_one_rule_for_step_names_and_finn_functions():
+    """The splicer behind build_estimates and minifloat_estimate_steps: our steps go before
+    step_qonnx_to_finn, FINN's bit-width steps (by name, or as FINN's own function) become ours."""
+    from finn_transforms.build import splice_steps
+
+    def finn_fn(model, cfg):
+        return model
+
+    def ours(model, cfg):
+        return model
+
+    finn_fn.__name__ = "step_minimize_bit_width"
+    base = ["step_tidy_up", "step_qonnx_to_finn", finn_fn, "step_minimize_bit_width_initial"]
+    assert splice_steps(base, [ours], finn_lookup={"step_minimize_bit_width": finn_fn}) == [
+        "step_tidy_up",
+        ours,
+        "step_qonnx_to_finn",
+        "finn_transforms.steps.step_minimize_bit_width",
+        "finn_transforms.steps.step_minimize_bit_width_initial",
+    ]
+    assert splice_steps(base)[2] is finn_fn  # without FINN's registry a callable is the user's own
+    assert splice_steps(["step_tidy_up"], [ours]) == [ours, "step_tidy_up"]  # no step_qonnx_to_finn: prepended
+    assert base[0] == "step_tidy_up" and len(base) == 4  # input untouched

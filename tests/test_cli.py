@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from brevitas_minifloat import cli
+from tests.helpers import finn_available
 
 MLP = "brevitas_minifloat.dse.workload:digits_mlp"
 
@@ -18,10 +19,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def finn_available() -> bool:
-    return cli._finn_missing() is None
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 import onnx
@@ -27,18 +26,9 @@ from brevitas_minifloat.dse import (
     train_float_model,
 )
 from brevitas_minifloat.dse.measured import folded_mac_lut, mean_lut_per_mac
+from tests.helpers import finn_available
 
 MLP = "brevitas_minifloat.dse.workload:digits_mlp"
-
-
-def finn_available() -> bool:
-    try:
-        from finn_transforms.finn_env import require_finn
-
-        require_finn()
-        return True
-    except ImportError:
-        return False
 
 
 @pytest.fixture(autouse=True)
@@ -255,7 +245,7 @@ def test_folded_mac_lut_matches_layers_to_mvaus():
     assert luts is None and "MW=12" in reason and "fc2" in reason
 
 
-@pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (apt-get install yosys)")
+@pytest.mark.needs_yosys
 def test_measured_mac_columns_use_synthesized_units_and_finn_folding(workload, tmp_path, monkeypatch):
     """yosys_lut_folded = sum over MVAUs of the synthesized unit's LUTs x PE x SIMD read from FINN's graph."""
     from brevitas_minifloat.hw.cost import mac_cost

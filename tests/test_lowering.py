@@ -37,6 +37,7 @@ from finn_transforms.steps import (
 )
 from finn_transforms.thresholds import pair_thresholds, threshold_count
 from finn_transforms.transformation import LowerMinifloatActivations, LowerMinifloatWeights, LoweringError
+from tests.helpers import finn_available
 
 F32 = np.float32
 HYP = dict(
@@ -44,16 +45,6 @@ HYP = dict(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 
-try:
-    from finn_transforms.finn_env import finn_available
-
-    HAVE_FINN = finn_available()
-except ImportError:  # pragma: no cover
-    HAVE_FINN = False
-
-
-def needs_finn(test):
-    return pytest.mark.finn(pytest.mark.skipif(not HAVE_FINN, reason="FINN+ not installed")(test))
 
 
 # ----------------------------------------------------------------------------- graph building
@@ -422,7 +413,7 @@ def test_mlp_lowering_bit_exact_pot(fa0, fw1, fa1, fw2, data):
         np.testing.assert_array_equal(got[t], want[t], err_msg=t)
 
 
-@needs_finn
+@pytest.mark.needs_finn
 @settings(max_examples=6, **HYP)
 @given(fa0=small_act, fw1=small_w, fa1=small_act, fw2=small_w, data=st.data())
 def test_mlp_finn_hw_bit_exact_pot(fa0, fw1, fa1, fw2, data):
@@ -439,7 +430,7 @@ def test_mlp_finn_hw_bit_exact_pot(fa0, fw1, fa1, fw2, data):
     np.testing.assert_array_equal(run_hw(hw, x), run_rows(model, x))
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_cnn_finn_hw_bit_exact():
     """Conv layers: per-output-channel weight scales ([out, 1, 1, 1]) lower to Conv + Mul [1, out, 1, 1];
     FINN lowers the convolutions to Im2Col + MatMul and maps them to MVAUs; still bit-exact."""
@@ -469,7 +460,7 @@ def test_cnn_finn_hw_bit_exact():
     np.testing.assert_array_equal(run_hw(hw, x), want)
 
 
-@needs_finn
+@pytest.mark.needs_finn
 @pytest.mark.parametrize("fmt, scale", [("E1M7", 0.5), ("E3M4", 1e-9)])
 def test_requant_guard(fmt, scale):
     """FINN's Requant conversion of wide MultiThresholds is not exact for uniform grids (E1: ties)
@@ -485,7 +476,7 @@ def test_requant_guard(fmt, scale):
     np.testing.assert_array_equal(run_hw(hw, x), run_rows(model, x))
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_mlp_float_scales_finn_hw():
     """Non-power-of-two scales through FINN: streamlining re-associates the float scale products, so
     exactness is not guaranteed near thresholds; measured on random inputs: no quantized output differs."""
@@ -502,7 +493,7 @@ def test_mlp_float_scales_finn_hw():
     assert (run_hw(finn_hw(model), x) != want).mean() <= 1e-3
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_mixed_integer_and_minifloat_finn():
     """Integer ``Quant`` layers next to minifloat ones: ours lowered first, FINN converts the rest."""
     rng = np.random.default_rng(7)
@@ -536,7 +527,7 @@ def test_mixed_integer_and_minifloat_finn():
     np.testing.assert_array_equal(run_hw(hw, x), run_rows(model, x))
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_build_estimates_with_our_step(tmp_path):
     """The full estimate-only FINN build (specialize layers, folding, bit-width minimisation,
     threshold rounding) with our step; the final HW graph still executes exactly."""
@@ -603,7 +594,7 @@ def test_brevitas_export_lowers_exactly():
     np.testing.assert_array_equal(run_rows(lowered, x), want)
     with torch.no_grad():
         np.testing.assert_array_equal(net(torch.from_numpy(x)).numpy(), want)
-    if HAVE_FINN:
+    if finn_available():
         np.testing.assert_array_equal(run_hw(finn_hw(model), x), want)
 
 
@@ -689,7 +680,7 @@ def test_estimate_step_list():
     steps = minifloat_estimate_steps(["step_qonnx_to_finn", "step_tidy_up"])
     assert steps == [MINIFLOAT_STEP, "step_qonnx_to_finn", "step_tidy_up"]
     assert minifloat_estimate_steps(["step_tidy_up"])[0] == MINIFLOAT_STEP
-    if HAVE_FINN:
+    if finn_available():
         full = minifloat_estimate_steps()
         assert full.index(MINIFLOAT_STEP) == full.index("step_qonnx_to_finn") - 1
     import importlib

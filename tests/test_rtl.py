@@ -28,9 +28,6 @@ from brevitas_minifloat.hw.operands import (
 )
 from brevitas_minifloat.hw.rtl import MacUnit, accumulator_bits, product_bits
 
-needs_iverilog = pytest.mark.skipif(sim.simulator_missing() is not None, reason=str(sim.simulator_missing()))
-needs_verilator = pytest.mark.skipif(sim.lint_missing() is not None, reason=str(sim.lint_missing()))
-needs_yosys = pytest.mark.skipif(cost.yosys_missing() is not None, reason=str(cost.yosys_missing()))
 
 # Variants beyond the plain E/M splits: subnormals off, unsigned, specials, explicit bias.
 VARIANTS = [
@@ -128,7 +125,7 @@ def test_mac_unit_validates_parameters():
 
 
 # ------------------------------------------------------------------------------ lint
-@needs_verilator
+@pytest.mark.needs_simulator("verilator")
 @pytest.mark.parametrize(
     "w,a,simd,arch",
     [
@@ -165,7 +162,7 @@ DEFAULT_UNITS = [
 ]
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 @pytest.mark.parametrize("w,a,simd,arch", DEFAULT_UNITS)
 def test_rtl_is_bit_exact(w, a, simd, arch, tmp_path):
     unit = MacUnit(w, a, fan_in=16 * simd, simd=simd, arch=arch)
@@ -173,7 +170,7 @@ def test_rtl_is_bit_exact(w, a, simd, arch, tmp_path):
     assert result.products >= len(finite_codes(unit.weight)) * len(finite_codes(unit.act))
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 @pytest.mark.parametrize("w,a,arch", [("E4M3", "E4M3", "shift"), ("E2M1", "INT8", "decode")])
 def test_long_random_accumulation(w, a, arch, tmp_path):
     """Dot products of length 4096 (1024 beats of 4 lanes), random codes and extremes."""
@@ -183,7 +180,7 @@ def test_long_random_accumulation(w, a, arch, tmp_path):
     assert result.dot_products == 10
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 def test_verification_catches_a_wrong_decoder(tmp_path):
     """The harness is not vacuous: break subnormal decoding and it must fail."""
     unit = MacUnit("E2M1", "INT4", fan_in=4, arch="decode")
@@ -194,7 +191,7 @@ def test_verification_catches_a_wrong_decoder(tmp_path):
         sim.verify_unit(unit, random_runs=1, workdir=tmp_path)
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 def test_verification_catches_a_narrow_accumulator(tmp_path):
     unit = MacUnit("INT4", "INT4", fan_in=64, arch="decode")
     narrow = unit.verilog.replace(f"localparam ACCB = {unit.acc_bits};", f"localparam ACCB = {unit.acc_bits - 1};")
@@ -206,7 +203,7 @@ def test_verification_catches_a_narrow_accumulator(tmp_path):
 
 
 @pytest.mark.slow
-@needs_iverilog
+@pytest.mark.needs_simulator
 @pytest.mark.parametrize("bits", range(3, 9))
 def test_every_equal_width_pair_is_bit_exact(bits, tmp_path):
     """Every (weight, act) pair of the 3..8-bit formats at equal width, both architectures,
@@ -230,7 +227,7 @@ def test_summarize_cells():
     assert (memories["LUTRAM"], memories["URAM"], memories["SRL"], memories["other"]) == (5, 1, 2, 0)
 
 
-@needs_yosys
+@pytest.mark.needs_yosys
 def test_mac_cost_and_json_cache(tmp_path):
     # a foreign entry already sits where the result belongs: it must be ignored, never trusted
     key = cost._cache_key(MacUnit("INT2", "E1M0", fan_in=4), "xcup", False)
@@ -256,10 +253,10 @@ def test_finn_formula_transcription():
     assert cost.finn_mvau_lut_estimate("E2M1", "E2M1")["W"] == 5  # the INT5 embedding FINN sees
 
 
-@pytest.mark.finn
+@pytest.mark.needs_finn
 @pytest.mark.parametrize("w,a,simd,mw", [("INT4", "INT4", 1, 64), ("E4M3", "INT8", 4, 256), ("E2M1", "UINT4", 2, 32)])
 def test_finn_formula_matches_finn(w, a, simd, mw):
-    pytest.importorskip("finn.custom_op.fpgadataflow.hls")
+    import finn.custom_op.fpgadataflow.hls  # noqa: F401  (registers MVAU_hls)
     onnx_helper = pytest.importorskip("onnx.helper")
     from qonnx.custom_op.registry import getCustomOp
 

@@ -32,15 +32,8 @@ from finn_transforms.steps import lower_minifloat, make_step_lower_minifloat
 from finn_transforms.transformation import LoweringError
 from finn_transforms.transformation.lower_syq_group_scales import LowerSyqGroupScales, fixed_point_grid
 from finn_transforms.verify import verify
+from tests.helpers import mvau_attrs
 
-try:
-    from finn_transforms.finn_env import finn_available
-
-    HAVE_FINN = finn_available()
-except ImportError:  # pragma: no cover
-    HAVE_FINN = False
-
-needs_finn = pytest.mark.skipif(not HAVE_FINN, reason="FINN+ not installed")
 
 Uint4Act = Uint8ActPerTensorFloat.let(bit_width=4)
 
@@ -92,20 +85,6 @@ def _export(model, x, tmp_path, name="m.onnx"):
 
 def _weight_quant_nodes(model):
     return [n for n in model.graph.node if n.op_type in ("Quant", "BipolarQuant") and model.get_initializer(n.input[0]) is not None]
-
-
-def _mvau_attrs(report):
-    from qonnx.custom_op.registry import getCustomOp
-
-    import finn.custom_op.fpgadataflow  # noqa: F401
-
-    hw = ModelWrapper(str(report.estimates.hw_graph_path))
-    out = {}
-    for n in hw.graph.node:
-        if n.op_type.startswith("MVAU"):
-            inst = getCustomOp(n)
-            out[n.name] = {k: inst.get_nodeattr(k) for k in ("inputDataType", "weightDataType", "binaryXnorMode", "MW")}
-    return out
 
 
 # ----------------------------------------------------------------------------- the fixed-point grid
@@ -245,7 +224,7 @@ def test_lowering_leaves_the_input_model_and_other_quant_nodes_alone(tmp_path):
 
 
 # ----------------------------------------------------------------------------- through FINN HW layers
-@needs_finn
+@pytest.mark.needs_finn
 def test_mixed_syq_cnn_through_finn_hw(tmp_path):
     """Every group kind in one CNN (integer activations, a Conv bias, max-pool, a final Linear)."""
     torch.manual_seed(3)
@@ -267,7 +246,7 @@ def test_mixed_syq_cnn_through_finn_hw(tmp_path):
     assert [s.stage for s in report.stages] == ["qonnx", "lowered", "streamlined", "hw"]
     assert report.ok, report.summary()
     # MVAUs by their reduction length MW: conv1 1*3*3, conv2 4*3*3, conv3 4*2*2, linear 6
-    weights = {m["MW"]: m["weightDataType"] for m in _mvau_attrs(report).values()}
+    weights = {m["MW"]: m["weightDataType"] for m in mvau_attrs(report).values()}
     assert sorted(weights) == [6, 9, 16, 36], weights
     # pixel (k <= 15): INT5 at most; row (k <= 7): INT4 at most; channel / layer: 2 bits
     assert DataType[weights[9]].bitwidth() <= 5 and DataType[weights[36]].bitwidth() <= 4, weights
@@ -275,7 +254,7 @@ def test_mixed_syq_cnn_through_finn_hw(tmp_path):
     assert report.estimates.total_lut > 0 and report.estimates.max_cycles > 0
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_binary_weights_with_bipolar_activations_use_xnor_popcount(tmp_path):
     """Sign activations after binary layers see exact zeros (ties: sign(0) = +1 everywhere) only when
     torch's float32 sums of +-a_c are exact, hence fixed-point scales (float ones round n * a_c)."""
@@ -290,23 +269,23 @@ def test_binary_weights_with_bipolar_activations_use_xnor_popcount(tmp_path):
     _calibrate(model, torch.randn(16, 2, 6, 6))
     report = verify(model, torch.randn(8, 2, 6, 6), tmp_path)
     assert report.ok, report.summary()
-    mvaus = _mvau_attrs(report)
+    mvaus = mvau_attrs(report)
     assert len(mvaus) == 2 and all(m["binaryXnorMode"] == 1 for m in mvaus.values()), mvaus
     assert all(m["inputDataType"] == m["weightDataType"] == "BINARY" for m in mvaus.values()), mvaus
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_minifloat_activations_with_syq_row_weights_through_finn_hw(tmp_path):
     """No integer Quant node is left after our lowering: the step runs FINN's conversion itself."""
     model, x = _conv_model("ternary", "row", 3, act="minifloat", seed=2)
     report = verify(model, torch.cat([x, 3 * x]), tmp_path)
     assert report.ok, report.summary()
-    weights = [m["weightDataType"] for m in _mvau_attrs(report).values()]
+    weights = [m["weightDataType"] for m in mvau_attrs(report).values()]
     assert len(weights) == 2 and all(DataType[w].bitwidth() <= 4 for w in weights), weights
 
 
 @pytest.mark.slow
-@needs_finn
+@pytest.mark.needs_finn
 @pytest.mark.parametrize("levels,groups,kind", CASES)
 def test_every_group_kind_through_finn_hw(tmp_path, levels, groups, kind):
     sb = FIXED.get(groups)
@@ -316,7 +295,7 @@ def test_every_group_kind_through_finn_hw(tmp_path, levels, groups, kind):
 
 
 @pytest.mark.slow
-@needs_finn
+@pytest.mark.needs_finn
 @pytest.mark.parametrize("levels,groups", [(lv, g) for lv in ("ternary", "binary") for g in ("layer", "channel", "row", "pixel")])
 def test_every_group_kind_with_minifloat_activations_through_finn_hw(tmp_path, levels, groups):
     model, x = _conv_model(levels, groups, FIXED.get(groups), act="minifloat", seed=4)

@@ -9,22 +9,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("finn", reason="FINN+ is not installed")
-pytestmark = pytest.mark.finn
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
 
-from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
-from qonnx.custom_op.registry import getCustomOp  # noqa: E402
+from brevitas_minifloat.hw import cost
+from finn_transforms import synth
+from finn_transforms.finn_defaults import DEFAULT_FPGA_PART
+from finn_transforms.finn_env import finn_session
+from finn_transforms.hw_exec import to_generic_hw_graph
 
-from brevitas_minifloat.hw import cost  # noqa: E402
-from finn_transforms import synth  # noqa: E402
-from finn_transforms.finn_env import finn_session  # noqa: E402
-from finn_transforms.hw_exec import to_generic_hw_graph  # noqa: E402
-
-_missing = cost.yosys_missing() or synth.slang_missing()
-needs_synth = pytest.mark.skipif(_missing is not None, reason=str(_missing))
-needs_slang = pytest.mark.skipif(synth.slang_missing() is not None, reason=str(synth.slang_missing()))
-_no_iverilog = None if __import__("shutil").which("iverilog") else "iverilog not found on PATH (apt-get install iverilog)"
-needs_iverilog = pytest.mark.skipif(_no_iverilog is not None, reason=str(_no_iverilog))
+pytestmark = pytest.mark.needs_finn
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +75,8 @@ def test_hdl_and_estimate_match_finn(layers, tmp_path):
     with finn_session():
         inst = getCustomOp(model.get_node_from_name(node))
         inst.set_nodeattr("PE", 4)
-        assert hdl["finn"]["LUT"] == inst.lut_estimation(synth.DEFAULT_PART)
-        assert hdl["finn"]["BRAM_18K"] == inst.bram_estimation(synth.DEFAULT_PART)
+        assert hdl["finn"]["LUT"] == inst.lut_estimation(DEFAULT_FPGA_PART)
+        assert hdl["finn"]["BRAM_18K"] == inst.bram_estimation(DEFAULT_FPGA_PART)
         assert hdl["finn"]["memory"] == inst.get_memory_estimate()
     generic = to_generic_hw_graph(path)
     assert generic.get_node_from_name(node).op_type == "Thresholding"
@@ -91,7 +85,7 @@ def test_hdl_and_estimate_match_finn(layers, tmp_path):
     assert np.array_equal(again["thresholds"], hdl["thresholds"])
 
 
-@needs_synth
+@pytest.mark.needs_yosys("slang")
 def test_synthesis_one_layer(layers, tmp_path):
     """Nonzero LUT/FF counts; the thresholds are not optimised away (one threshold memory per stage
     and PE is still there, as logic or block RAM); FINN's estimate is attached; a cached result
@@ -106,7 +100,7 @@ def test_synthesis_one_layer(layers, tmp_path):
 
 
 @pytest.mark.slow
-@needs_synth
+@pytest.mark.needs_yosys("slang")
 def test_synthesis_counts_grow(layers, tmp_path):
     """More PE -> more FFs and LUTs; more channels -> more LUTs; the integer layer (15 distinct
     thresholds) and the minifloat one (12, 7 distinct) have the same binary-search depth."""
@@ -124,8 +118,8 @@ def test_synthesis_counts_grow(layers, tmp_path):
     assert int8["attrs"]["outputDataType"] == mf8["attrs"]["outputDataType"] == "UINT4"
 
 
-@needs_slang
-@needs_iverilog
+@pytest.mark.needs_yosys("slang")
+@pytest.mark.needs_simulator
 @pytest.mark.parametrize("act,pe", [("E2M1", 2), ("INT4", 4)])
 def test_rtl_simulation_matches_multithreshold(layers, act, pe):
     path, node = layers[(act, 8)]

@@ -35,14 +35,6 @@ from finn_transforms.transformation.clamp_xnor_popcount_thresholds import (
     popcount_datatype,
 )
 
-try:
-    from finn_transforms.finn_env import finn_available
-
-    HAVE_FINN = finn_available()
-except ImportError:  # pragma: no cover
-    HAVE_FINN = False
-
-needs_finn = pytest.mark.skipif(not HAVE_FINN, reason="FINN+ not installed")
 
 MW, MH = 5, 4
 # per channel: 3 ascending thresholds in the popcount domain, some below 0, some above MW, fractional
@@ -164,7 +156,7 @@ def finn_settings(tmp_path):
         yield
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_finn_minimize_bit_width_on_an_xnor_mvau_crashes_or_clips_and_the_wrapper_is_exact(finn_settings):
     from qonnx.custom_op.registry import getCustomOp
 
@@ -236,7 +228,7 @@ def _bn_sign_model(bn_bias, *, layers: int = 1, seed: int = 0):
     return model, x
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_bn_shifted_sign_activations_after_xnor_layer_are_exact_in_finn_hw(tmp_path):
     """Channel 0 is always -1 (popcount threshold far above MW=18, where FINN clipped it to 16: its
     all-matching patch turned on), the last channel always +1 (negative popcount threshold: FINN's
@@ -244,12 +236,12 @@ def test_bn_shifted_sign_activations_after_xnor_layer_are_exact_in_finn_hw(tmp_p
     from qonnx.custom_op.registry import getCustomOp
 
     from finn_transforms.verify import verify
-    from tests.test_syq_lowering import _mvau_attrs
+    from tests.helpers import mvau_attrs
 
     model, x = _bn_sign_model([-60.0, -2, -1, 0, 1, 2, 3, 60])
     report = verify(model, x, tmp_path)
     assert report.ok, report.summary()
-    mvaus = _mvau_attrs(report)
+    mvaus = mvau_attrs(report)
     assert [(m["binaryXnorMode"], m["MW"], m["inputDataType"], m["weightDataType"]) for m in mvaus.values()] == [
         (1, 18, "BINARY", "BINARY")
     ], mvaus
@@ -260,7 +252,7 @@ def test_bn_shifted_sign_activations_after_xnor_layer_are_exact_in_finn_hw(tmp_p
     assert getCustomOp(mvau).get_nodeattr("accDataType") == "UINT5"  # popcounts 0..18
 
 
-@needs_finn
+@pytest.mark.needs_finn
 @pytest.mark.parametrize("bn_bias", [[-3.0, -2, -1, 0, 1, 2, 3, 60], [-60.0, -40, -1, 0, 1, 2, 40, 60]])
 def test_two_xnor_layers_with_bn_shifts_through_finn_hw(tmp_path, bn_bias):
     from finn_transforms.verify import verify

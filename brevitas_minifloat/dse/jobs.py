@@ -19,6 +19,8 @@ import traceback
 import warnings
 from pathlib import Path
 
+from finn_transforms.finn_defaults import DEFAULT_FPGA_PART
+
 #: Bump when a job's results change meaning, so cached results are recomputed.
 JOB_VERSION = 1
 
@@ -201,7 +203,7 @@ def _finn_estimates(exported, out: Path, options: dict) -> dict:
         report = build_estimates(
             exported, out / "finn", extra_steps_before=[MINIFLOAT_STEP],
             target_fps=options.get("target_fps"), clock_ns=float(options.get("clock_ns", 10.0)),
-            fpga_part=options.get("fpga_part", "xczu3eg-sbva484-1-e"),
+            fpga_part=options.get("fpga_part", DEFAULT_FPGA_PART),
         )
     except FinnBuildError as err:
         cause = err.__cause__
