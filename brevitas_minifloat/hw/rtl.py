@@ -108,7 +108,7 @@ def _zext(expr: str, from_bits: int, to_bits: int) -> str:
     return expr if to_bits == from_bits else f"{{{to_bits - from_bits}'d0, {expr}}}"
 
 
-def _tag(fmt: Operand) -> str:
+def format_tag(fmt: Operand) -> str:
     """Identifier-safe lower-case format name (``E4M3_B-2`` -> ``e4m3_bm2``)."""
     return re.sub(r"[^a-z0-9_]", "", fmt.name.lower().replace("-", "m"))
 
@@ -178,7 +178,7 @@ def _unpack_module(fmt: MinifloatFormat) -> str:
         if op.max_shift
         else "//                     shift = e - 1 = 0 always (E = 1: one binade).",
         f"//   |k| <= {fmt.integer_max}: {op.k_bits}-bit two's complement.",
-        f"module mf_unpack_{_tag(fmt)} (",
+        f"module mf_unpack_{format_tag(fmt)} (",
         f"    input  wire [{n - 1}:0] code,",
     ]
     if op.max_shift:
@@ -214,7 +214,7 @@ def _unpack_module(fmt: MinifloatFormat) -> str:
 def _decode_module(fmt: MinifloatFormat) -> str:
     """Verilog turning a minifloat code into its embedded integer."""
     op = _OperandRtl(fmt)
-    t, sb, kb = _tag(fmt), fmt.mantissa_bits + 2, op.k_bits
+    t, sb, kb = format_tag(fmt), fmt.mantissa_bits + 2, op.k_bits
     lines = [
         f"// {fmt.name} code -> embedded integer k = value / delta ({kb}-bit two's complement).",
         f"module mf_decode_{t} (",
@@ -248,6 +248,9 @@ class MacUnit:
     ``fan_in``: dot-product length the accumulator must hold exactly (the layer's MW);
     ``simd``: lanes per beat (``fan_in % simd == 0``); ``arch``: ``"decode"`` or ``"shift"``
     (module docstring). ``top``: module name (default derived from the parameters).
+    ``acc_width``: a narrower accumulator than the exact one (a layer whose actual weights bound
+    the dot products, as FINN's accumulator minimisation does): sums wrap modulo
+    ``2^acc_width``, so a final dot product is right whenever it fits that width.
     """
 
     weight: Operand
@@ -256,6 +259,7 @@ class MacUnit:
     simd: int = 1
     arch: str = "decode"
     top: str | None = field(default=None)
+    acc_width: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weight", as_operand(self.weight))
@@ -268,8 +272,15 @@ class MacUnit:
             raise ValueError(f"fan_in ({self.fan_in}) must be a multiple of simd ({self.simd})")
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        exact = accumulator_bits(self.weight, self.act, self.fan_in)
+        if self.acc_width is not None and (
+            isinstance(self.acc_width, bool) or not isinstance(self.acc_width, int) or not 2 <= self.acc_width <= exact
+        ):
+            raise ValueError(f"acc_width must be an integer in [2, {exact}] (exact width), got {self.acc_width!r}")
         if self.top is None:
-            name = f"mac_{_tag(self.weight)}_x_{_tag(self.act)}_f{self.fan_in}_s{self.simd}_{self.arch}"
+            name = f"mac_{format_tag(self.weight)}_x_{format_tag(self.act)}_f{self.fan_in}_s{self.simd}_{self.arch}"
+            if self.acc_width is not None:
+                name += f"_acc{self.acc_width}"
             object.__setattr__(self, "top", name)
         elif not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.top):
             raise ValueError(f"top must be a Verilog identifier, got {self.top!r}")
@@ -290,7 +301,7 @@ class MacUnit:
 
     @property
     def acc_bits(self) -> int:
-        return accumulator_bits(self.weight, self.act, self.fan_in)
+        return self.acc_width or accumulator_bits(self.weight, self.act, self.fan_in)
 
     @property
     def beats(self) -> int:
@@ -301,7 +312,7 @@ class MacUnit:
 
     def describe(self) -> dict:
         """Plain-JSON description of the parameters (used as part of cache keys)."""
-        return {
+        out = {
             "weight": self.weight.name,
             "act": self.act.name,
             "fan_in": self.fan_in,
@@ -309,19 +320,24 @@ class MacUnit:
             "arch": self.arch,
             "top": self.top,
         }
+        if self.acc_width is not None:  # only when set: keys of exact units stay as they were
+            out["acc_width"] = self.acc_width
+        return out
 
     # ---- reference model
     def reference(self, w_codes, a_codes, first) -> list[int]:
-        """Expected ``acc`` after each beat: plain Python integers from `operands.embedded_integer`.
+        """Expected ``acc`` after each beat: plain Python integers from `operands.embedded_integer`
+        (two's complement modulo ``2^acc_width`` when the accumulator is narrowed).
 
         ``w_codes``/``a_codes``: one sequence of ``simd`` codes per beat; ``first``: one bool per beat.
         """
         wt, at = embedded_table(self.weight), embedded_table(self.act)
+        half = 2 ** (self.acc_bits - 1)
         acc, out = 0, []
         for ws, as_, f in zip(w_codes, a_codes, first, strict=True):
             dot = sum(wt[w] * at[a] for w, a in zip(ws, as_, strict=True))
             acc = dot if f else acc + dot
-            out.append(acc)
+            out.append((acc + half) % (2 * half) - half)  # exact unless acc_width wraps it
         return out
 
     # ---- Verilog
@@ -369,7 +385,7 @@ class MacUnit:
             kind = "k" if self.arch == "decode" else "s"
             value = code if op.fmt.signed else f"{{1'b0, {code}}}"
             return [f"wire signed [{op.k_bits - 1}:0] {kind}{port} = {value};  // {op.fmt.name}: the code is the integer"]
-        t = _tag(op.fmt)
+        t = format_tag(op.fmt)
         if self.arch == "decode":
             return [
                 f"wire signed [{op.k_bits - 1}:0] k{port};  // {op.fmt.name} embedded integer",
@@ -412,7 +428,12 @@ class MacUnit:
         ext = "  // sign-extended to DB bits" if db > pb else ""
         body.append(f"assign prods[l*DB +: DB] = {_sext('p', 'p[PB-1]', pb, db)};{ext}")
         body_txt = "\n".join("            " + line for line in body)
-        dot_ext = _sext("dot_r", "dot_r[DB-1]", db, accb)
+        if accb >= db:
+            dot_ext = _sext("dot_r", "dot_r[DB-1]", db, accb)
+            dot_hi = ""
+        else:  # narrow accumulator: sums are taken modulo 2^ACCB
+            dot_ext = "dot_r[ACCB-1:0]"
+            dot_hi = "\n    wire [DB-ACCB-1:0] unused_dot_hi = dot_r[DB-1:ACCB];  // modulo 2^ACCB: not needed"
         return f"""module {self.top} (
     input  wire clk,
     input  wire rst,        // synchronous, active high
@@ -427,7 +448,7 @@ class MacUnit:
     localparam AB = {a.code_bits};    // activation code bits
     localparam PB = {pb};   // product bits: [{self.product_range[0]}, {self.product_range[1]}]
     localparam DB = {db};   // lane-sum bits: SIMD x product range
-    localparam ACCB = {accb}; // accumulator bits: fan_in x product range
+    localparam ACCB = {accb}; // accumulator bits: {"fan_in x product range" if self.acc_width is None else "narrowed, sums wrap modulo 2^ACCB"}
     localparam signed [ACCB-1:0] ZERO = 0;
 
     // ---- stage 1: SIMD exact products and their sum
@@ -463,7 +484,7 @@ class MacUnit:
     // ---- stage 2: accumulate
     // Written as (first ? 0 : acc) + x with a *signed* zero: Yosys then folds the restart into
     // the adder's LUTs (40 LUTs for INT4 x INT4; 54 for first ? x : acc + x or an unsigned zero).
-    wire signed [ACCB-1:0] dot_ext = {dot_ext};
+    wire signed [ACCB-1:0] dot_ext = {dot_ext};{dot_hi}
     always @(posedge clk) begin
         if (rst)
             acc <= ZERO;
@@ -479,4 +500,4 @@ def _delta_str(fmt: Operand) -> str:
     return f"2^{1 - fmt.bias - fmt.mantissa_bits}"
 
 
-__all__ = ["ARCHS", "GENERATOR_VERSION", "IntegerFormat", "MacUnit", "accumulator_bits", "product_bits"]
+__all__ = ["ARCHS", "GENERATOR_VERSION", "IntegerFormat", "MacUnit", "accumulator_bits", "format_tag", "product_bits"]

@@ -6,7 +6,9 @@ Stream encoding (FINN's MVAU conventions, so FINN's data-layout and folding pass
   ``fmt.values()`` (every finite value, ascending, zero once): the n-bit output of an
   ordinal-threshold ``MultiThreshold``/``Thresholding`` layer. Integer activations travel as the
   integer itself (two's complement or unsigned).
-- **weights**: stored as the weight format's codes (bit layout sign | exponent | mantissa).
+- **weights**: stored as the weight format's codes (bit layout sign | exponent | mantissa); an
+  integer weight format (codes = two's complement or unsigned integers) describes the integer layer
+  of the same shape and folding, the baseline a native layer's cost is compared with.
 - **output**: the exact dot product in units of ``delta_w * delta_a`` (the integer embedding units;
   ``delta = 1`` for integers), a signed ``acc_bits`` integer.
 - **folding**: an input vector of ``mw`` elements arrives as ``mw / simd`` beats of ``simd`` elements
@@ -54,7 +56,7 @@ def ordinal_bits(fmt: MinifloatFormat) -> int:
 class NativeMvauSpec:
     """One native minifloat matrix-vector layer: ``y = W x`` with ``W`` of shape ``(mh, mw)``."""
 
-    weight_format: MinifloatFormat
+    weight_format: Operand
     input_format: Operand
     mw: int
     mh: int
@@ -63,7 +65,7 @@ class NativeMvauSpec:
     acc_bits: int | None = None  # None: wide enough for any dot product of length mw (exact)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "weight_format", MinifloatFormat.parse(self.weight_format))
+        object.__setattr__(self, "weight_format", as_operand(self.weight_format))
         object.__setattr__(self, "input_format", as_operand(self.input_format))
         for name in ("mw", "mh", "pe", "simd"):
             v = getattr(self, name)

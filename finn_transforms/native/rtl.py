@@ -1,0 +1,408 @@
+"""Verilog-2001 for one native minifloat MVAU layer, generated from a `NativeMvauSpec` and its weights.
+
+The layer is what FINN's MVAU with ``mem_mode="internal_embedded"`` is, on FINN's AXI-stream
+interface (``ap_clk``, ``ap_rst_n``, ``in0_V_TDATA/TVALID/TREADY``, ``out0_V_TDATA/TVALID/TREADY``;
+TDATA widths padded to whole bytes; element ``i`` of a beat at bits ``[i*W +: W]``):
+
+- **schedule**: counters ``(nf, sf)`` walk FINN's fold order; fold ``nf = 0`` consumes the ``SF``
+  input beats of a vector and keeps them in a small buffer, folds ``1 .. NF-1`` replay it, so a
+  vector takes ``NF * SF`` cycles without back-pressure (FINN's ``get_exp_cycles`` per vector);
+- **weights**: one ROM per PE, initialised in the source (word ``nf * SF + sf`` holds the ``SIMD``
+  codes of row ``nf * PE + pe``), read synchronously so Yosys can map large ones to block RAM;
+- **inputs**: a minifloat ordinal becomes the format's code (``ord2code``, below), an integer is
+  its own code;
+- **arithmetic**: one `brevitas_minifloat.hw.rtl.MacUnit` (shift architecture: significand
+  multiply, exponent add and shift; multiplier-free for M0 formats) per PE, exact accumulator;
+- **output**: a small queue sized so that fold results leave at full rate; the last beat of a fold
+  is only issued when the queue is sure to have room, so back-pressure never loses a result.
+
+Latency: a result leaves the queue 3 cycles after the last beat of its fold was accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from brevitas_minifloat.formats import MinifloatFormat
+from brevitas_minifloat.hw.operands import code_bits, code_value, is_minifloat
+from brevitas_minifloat.hw.rtl import ARCHS, MacUnit, accumulator_bits, format_tag
+from finn_transforms.native.spec import NativeMvauSpec, ordinal_bits
+
+PIPELINE = 3
+"""Cycles from accepting a fold's last input beat to its result entering the output queue
+(weight ROM read, then the MAC unit's two stages)."""
+
+
+def _bytes(bits: int) -> int:
+    """AXI-stream TDATA width: ``bits`` rounded up to whole bytes (FINN's convention)."""
+    return 8 * math.ceil(bits / 8)
+
+
+def _ubits(n: int) -> int:
+    """Unsigned bits to count ``0 .. n`` (at least 1)."""
+    return max(1, n.bit_length())
+
+
+# ---------------------------------------------------------------------------- ordinal -> code
+def ordinal_codes(fmt: MinifloatFormat) -> tuple[int, ...]:
+    """The code of every ordinal of ``fmt`` (zero: code 0), found by matching exact code values."""
+    by_value = {}
+    for code in range(2 ** code_bits(fmt)):
+        value = code_value(fmt, code)
+        if value is not None:
+            by_value.setdefault(value, code)  # +0 (code 0) before -0
+    return tuple(by_value[v] for v in sorted(by_value))
+
+
+def _ordinal_rule(fmt: MinifloatFormat) -> tuple[int, int]:
+    """``(Z, GAP)`` of the closed form ``code = {ord < Z, d == 0 ? 0 : d + GAP}``, ``d = |ord - Z|``.
+
+    ``Z`` is zero's ordinal; magnitudes ascend with the unsigned bit pattern (exponent | mantissa),
+    and only the codes between zero and the smallest normal can be missing (``GAP = 2^M - 1`` with
+    subnormals off). Checked against `ordinal_codes` for every ordinal."""
+    codes = ordinal_codes(fmt)
+    z = codes.index(0)
+    gap = 0 if fmt.subnormals else 2**fmt.mantissa_bits - 1
+    sign = 2 ** (fmt.bit_width - 1) if fmt.signed else 0
+    for o, code in enumerate(codes):
+        d = abs(o - z)
+        if code != (sign if o < z else 0) + (d + gap if d else 0):
+            raise ValueError(f"{fmt.name}: ordinal {o} is code {code}, outside the closed-form ordinal decode")
+    return z, gap
+
+
+def _ord2code_module(name: str, fmt: MinifloatFormat) -> str:
+    """Verilog turning an ordinal of ``fmt`` into its code."""
+    z, gap = _ordinal_rule(fmt)
+    ob, cb = ordinal_bits(fmt), code_bits(fmt)
+    mb = cb - 1 if fmt.signed else cb  # magnitude bits of the code
+    low = f"ord[{mb - 1}:0]" if ob > mb else (f"{{{mb - ob}'d0, ord}}" if ob < mb else "ord")
+    lines = [
+        f"// {fmt.name} ordinal (index into its {len(fmt.values())} finite values, ascending) -> code.",
+        f"// Zero has ordinal {z}; magnitudes ascend with the code's unsigned bits, so the magnitude is",
+        f"// d = |ord - {z}|" + (f", shifted past the {gap} subnormal codes (flush to zero) when d != 0." if gap else "."),
+        f"module {name} (",
+        f"    input  wire [{ob - 1}:0] ord,",
+        f"    output wire [{cb - 1}:0] code",
+        ");",
+    ]
+    if fmt.signed:
+        lines += [
+            f"    localparam [{ob - 1}:0] Z = {ob}'d{z};",
+            f"    localparam [{mb - 1}:0] ZM = {mb}'d{z % 2**mb};  // Z on the magnitude's bits (sums wrap there)",
+            f"    wire [{mb - 1}:0] ord_m = {low};",
+            "    wire neg = ord < Z;",
+            "    wire [{0}:0] d = neg ? ZM - ord_m : ord_m - ZM;".format(mb - 1),
+        ]
+        magnitude = "d"
+    else:
+        lines.append(f"    wire [{mb - 1}:0] d = {low};  // unsigned: zero is ordinal 0")
+        magnitude = "d"
+    if gap:
+        lines.append(f"    wire [{mb - 1}:0] mag = (d == {mb}'d0) ? {mb}'d0 : d + {mb}'d{gap};")
+        magnitude = "mag"
+    lines.append(f"    assign code = {{neg, {magnitude}}};" if fmt.signed else f"    assign code = {magnitude};")
+    lines.append("endmodule")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- the layer
+class NativeMvauRtl:
+    """Verilog of one native layer: ``NativeMvauRtl(spec, weight_codes).verilog``.
+
+    ``weight_codes``: ``(mh, mw)`` codes of ``spec.weight_format`` (checked, copied). ``top``: module
+    name (default derived from the spec). ``arch``: the MAC datapath, ``"shift"`` (the native one)
+    or ``"decode"`` (embedded integers, for comparison).
+    """
+
+    def __init__(self, spec: NativeMvauSpec, weight_codes, *, top: str | None = None, arch: str = "shift") -> None:
+        if not isinstance(spec, NativeMvauSpec):
+            raise ValueError(f"spec must be a NativeMvauSpec, got {type(spec).__name__}")
+        spec.weight_embedded(weight_codes)  # shape and finite codes, with clear errors
+        if arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+        self.spec = spec
+        self.weight_codes = np.array(weight_codes, dtype=np.int64)  # a copy: the caller's array stays theirs
+        self.arch = arch
+        w, a = spec.weight_format, spec.input_format
+        if top is None:
+            top = f"native_mvau_{format_tag(w)}_x_{format_tag(a)}_mw{spec.mw}_mh{spec.mh}_pe{spec.pe}_simd{spec.simd}"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
+            raise ValueError(f"top must be a Verilog identifier, got {top!r}")
+        self.top = top
+        exact = accumulator_bits(w, a, spec.mw)
+        narrow = spec.acc_bits if spec.acc_bits < exact else None
+        self.mac = MacUnit(w, a, fan_in=spec.mw, simd=spec.simd, arch=arch, top=f"{top}_mac", acc_width=narrow)
+
+    # ---- geometry
+    @property
+    def sf(self) -> int:
+        return self.spec.input_beats
+
+    @property
+    def nf(self) -> int:
+        return self.spec.output_beats
+
+    @property
+    def input_width(self) -> int:
+        """``in0_V_TDATA`` bits (``SIMD`` elements, padded to bytes)."""
+        return _bytes(self.spec.simd * self.spec.input_bits)
+
+    @property
+    def output_width(self) -> int:
+        """``out0_V_TDATA`` bits (``PE`` accumulators of ``acc_bits``, padded to bytes)."""
+        return _bytes(self.spec.pe * self.spec.acc_bits)
+
+    @property
+    def queue_depth(self) -> int:
+        """Output queue entries: results in flight plus one draining, at one fold per ``SF`` cycles."""
+        return 1 + math.ceil((PIPELINE + 1) / self.sf)
+
+    @property
+    def expected_cycles(self) -> int:
+        """Cycles per input vector without back-pressure: ``NF * SF`` (FINN's MVAU count)."""
+        return self.nf * self.sf
+
+    def rom_words(self, pe: int) -> list[int]:
+        """Weight ROM of one PE: word ``nf * SF + sf`` packs lane ``i`` at bits ``[i*WB +: WB]``."""
+        s, wb = self.spec, self.spec.weight_bits
+        words = []
+        for nf in range(self.nf):
+            row = self.weight_codes[nf * s.pe + pe]
+            for sf in range(self.sf):
+                lanes = row[sf * s.simd : (sf + 1) * s.simd]
+                words.append(sum(int(c) << (i * wb) for i, c in enumerate(lanes)))
+        return words
+
+    # ---- Verilog
+    @cached_property
+    def verilog(self) -> str:
+        parts = [self._header(), self.mac.verilog.rstrip()]
+        if is_minifloat(self.spec.input_format):
+            parts.append(_ord2code_module(f"{self.top}_ord2code", self.spec.input_format))
+        parts += [self._rom_module(pe) for pe in range(self.spec.pe)]
+        parts.append(self._top_module())
+        return "\n\n".join(parts) + "\n"
+
+    def write(self, directory: str | Path) -> Path:
+        """Write ``<top>.v`` into ``directory`` and return its path."""
+        path = Path(directory) / f"{self.top}.v"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.verilog)
+        return path
+
+    def _header(self) -> str:
+        s = self.spec
+        inp = "ordinals" if is_minifloat(s.input_format) else "integers"
+        return "\n".join(
+            [
+                "// Generated by finn_transforms.native.rtl. Do not edit.",
+                f"// Native MVAU {self.top}: y = W x, W {s.mh} x {s.mw} {s.weight_format.name} codes,",
+                f"//   x {s.input_format.name} {inp} ({s.input_bits} bits), PE {s.pe}, SIMD {s.simd}:"
+                f" NF {self.nf} x SF {self.sf} = {self.expected_cycles} cycles per vector.",
+                f"// Output: exact dot products in units of delta_w * delta_a, {s.acc_bits}-bit two's complement.",
+            ]
+        )
+
+    def _rom_module(self, pe: int) -> str:
+        s = self.spec
+        width, words = s.simd * s.weight_bits, self.rom_words(pe)
+        digits = math.ceil(width / 4)
+        head = [
+            f"// Weights of PE {pe}: word nf*{self.sf} + sf = row nf*{s.pe} + {pe}, columns sf*{s.simd} .. +{s.simd - 1}.",
+            f"module {self.top}_wrom{pe} (",
+            "    input  wire clk,",
+            "    input  wire en,",
+        ]
+        if len(words) == 1:
+            return "\n".join(
+                head
+                + [
+                    f"    output reg  [{width - 1}:0] q",
+                    ");",
+                    f"    always @(posedge clk) if (en) q <= {width}'h{words[0]:0{digits}x};",
+                    "endmodule",
+                ]
+            )
+        ab = _ubits(len(words) - 1)
+        init = [f"        mem[{i}] = {width}'h{w:0{digits}x};" for i, w in enumerate(words)]
+        return "\n".join(
+            head
+            + [
+                f"    input  wire [{ab - 1}:0] addr,",
+                f"    output reg  [{width - 1}:0] q",
+                ");",
+                f"    reg [{width - 1}:0] mem [0:{len(words) - 1}];",
+                "    initial begin",
+                *init,
+                "    end",
+                "    always @(posedge clk) if (en) q <= mem[addr];",
+                "endmodule",
+            ]
+        )
+
+    def _schedule(self) -> tuple[list[str], list[str]]:
+        """Declarations and update of the counters ``sf``/``nf``/``waddr`` (those not constant)."""
+        sf, nf, words = self.sf, self.nf, self.sf * self.nf
+        decl, reset, step = [], [], []
+        if sf > 1:
+            b = _ubits(sf - 1)
+            decl += [f"reg  [{b - 1}:0] sf;  // input beat within the vector", f"wire sf_first = sf == {b}'d0;",
+                     f"wire sf_last = sf == {b}'d{sf - 1};"]
+            reset.append(f"sf <= {b}'d0;")
+            step.append(f"sf <= sf_last ? {b}'d0 : sf + {b}'d1;")
+        else:
+            decl += ["wire sf_first = 1'b1;  // SF = 1: every beat is a whole vector", "wire sf_last = 1'b1;"]
+        if nf > 1:
+            b = _ubits(nf - 1)
+            decl += [f"reg  [{b - 1}:0] nf;  // output fold", f"wire from_stream = nf == {b}'d0;  // fold 0 reads in0",
+                     f"wire nf_last = nf == {b}'d{nf - 1};"]
+            reset.append(f"nf <= {b}'d0;")
+            step.append(f"if (sf_last) nf <= nf_last ? {b}'d0 : nf + {b}'d1;")
+        else:
+            decl += ["wire from_stream = 1'b1;  // NF = 1: no replay"]
+        if words > 1:
+            b = _ubits(words - 1)
+            if sf == 1 or nf == 1:
+                decl.append(f"wire [{b - 1}:0] waddr = {'nf' if sf == 1 else 'sf'};  // weight ROM word")
+            else:
+                decl.append(f"reg  [{b - 1}:0] waddr;  // weight ROM word nf * SF + sf")
+                reset.append(f"waddr <= {b}'d0;")
+                step.append(f"waddr <= (sf_last && nf_last) ? {b}'d0 : waddr + {b}'d1;")
+        if not reset:
+            return decl, []
+        return decl, [
+            "always @(posedge ap_clk) begin",
+            "    if (rst) begin",
+            *[f"        {x}" for x in reset],
+            "    end else if (issue) begin",
+            *[f"        {x}" for x in step],
+            "    end",
+            "end",
+        ]
+
+    def _top_module(self) -> str:
+        s, mac = self.spec, self.mac
+        iw, ow = s.simd * s.input_bits, s.pe * s.acc_bits
+        iwa, owa = self.input_width, self.output_width
+        cb = code_bits(s.input_format)
+        depth = self.queue_depth
+        qb, pb = _ubits(depth - 1), _ubits(depth)
+        body = [f"localparam DEPTH = {depth};  // output queue entries"]
+        # ---- input side
+        in_beat = "in0_V_TDATA" if iwa == iw else f"in0_V_TDATA[{iw - 1}:0]"
+        body += [f"wire [{iw - 1}:0] in_beat = {in_beat};"]
+        if iwa > iw:
+            body.append(f"wire [{iwa - iw - 1}:0] unused_in_pad = in0_V_TDATA[{iwa - 1}:{iw}];  // byte padding")
+        decl, update = self._schedule()
+        body += decl + [
+            f"reg  [{pb - 1}:0] pending;  // fold results issued and not yet sent",
+            f"wire room = !sf_last || pending < {pb}'d{depth};  // a fold's last beat needs a queue entry",
+            "wire issue = room && (!from_stream || in0_V_TVALID);",
+            "assign in0_V_TREADY = room && from_stream;",
+        ]
+        body += update
+        if self.nf > 1:
+            index = "[sf]" if self.sf > 1 else ""
+            size = f" [0:{self.sf - 1}]" if self.sf > 1 else ""
+            body += [
+                f"reg  [{iw - 1}:0] ibuf{size};  // the current vector, replayed for folds 1 .. NF-1",
+                f"always @(posedge ap_clk) if (issue && from_stream) ibuf{index} <= in_beat;",
+                f"wire [{iw - 1}:0] beat = from_stream ? in_beat : ibuf{index};",
+            ]
+        else:
+            body.append(f"wire [{iw - 1}:0] beat = in_beat;")
+        # ---- stage 1: activation register, ROM read
+        body += [
+            "",
+            "// ---- stage 1: registered activation beat; the ROMs read the same word",
+            "reg v1, f1;",
+            f"reg [{iw - 1}:0] a1;",
+            "reg [2:0] done;  // done[k]: a fold's last beat is k + 1 cycles past issue",
+            "always @(posedge ap_clk) begin",
+            "    v1 <= !rst && issue;",
+            "    done <= rst ? 3'b000 : {done[1:0], issue && sf_last};",
+            "    if (issue) begin",
+            "        a1 <= beat;",
+            "        f1 <= sf_first;",
+            "    end",
+            "end",
+        ]
+        if is_minifloat(s.input_format):
+            body += [
+                f"wire [{s.simd * cb - 1}:0] a_codes;",
+                "genvar l;",
+                "generate",
+                f"    for (l = 0; l < {s.simd}; l = l + 1) begin : lane",
+                f"        {self.top}_ord2code u_ord2code (.ord(a1[l*{s.input_bits} +: {s.input_bits}]),"
+                f" .code(a_codes[l*{cb} +: {cb}]));",
+                "    end",
+                "endgenerate",
+            ]
+        else:
+            body.append(f"wire [{s.simd * cb - 1}:0] a_codes = a1;  // {s.input_format.name}: the integer is the code")
+        # ---- PEs
+        body += ["", "// ---- stage 2-3: one MAC unit per PE"]
+        wbits = s.simd * s.weight_bits
+        addr = ", .addr(waddr)" if self.sf * self.nf > 1 else ""
+        results = []
+        for pe in range(s.pe):
+            body += [
+                f"wire [{wbits - 1}:0] w{pe};",
+                f"wire signed [{mac.acc_bits - 1}:0] acc{pe};",
+                f"{self.top}_wrom{pe} u_wrom{pe} (.clk(ap_clk), .en(issue){addr}, .q(w{pe}));",
+                f"{mac.top} u_mac{pe} (.clk(ap_clk), .rst(rst), .in_valid(v1), .in_first(f1), .w(w{pe}),"
+                f" .a(a_codes), .acc(acc{pe}));",
+            ]
+            ext = s.acc_bits - mac.acc_bits
+            results.append(f"{{{{{ext}{{acc{pe}[{mac.acc_bits - 1}]}}}}, acc{pe}}}" if ext else f"acc{pe}")
+        # ---- output queue
+        pad = f"{{{owa - ow}'d0, queue[rd]}}" if owa > ow else "queue[rd]"
+        body += [
+            "",
+            "// ---- output queue: element pe of a beat at bits [pe*ACC +: ACC]",
+            f"wire [{ow - 1}:0] result = {{{', '.join(reversed(results))}}};",
+            "wire push = done[2];  // the fold's accumulators are final this cycle",
+            "wire pop = out0_V_TVALID && out0_V_TREADY;",
+            f"reg [{ow - 1}:0] queue [0:DEPTH-1];",
+            f"reg [{qb - 1}:0] wr, rd;",
+            f"reg [{pb - 1}:0] queued;",
+            "always @(posedge ap_clk) begin",
+            "    if (push) queue[wr] <= result;",
+            "    if (rst) begin",
+            f"        wr <= {qb}'d0;",
+            f"        rd <= {qb}'d0;",
+            f"        queued <= {pb}'d0;",
+            f"        pending <= {pb}'d0;",
+            "    end else begin",
+            f"        if (push) wr <= (wr == {qb}'d{depth - 1}) ? {qb}'d0 : wr + {qb}'d1;",
+            f"        if (pop) rd <= (rd == {qb}'d{depth - 1}) ? {qb}'d0 : rd + {qb}'d1;",
+            f"        queued <= queued + {{{pb - 1}'d0, push}} - {{{pb - 1}'d0, pop}};",
+            f"        pending <= pending + {{{pb - 1}'d0, issue && sf_last}} - {{{pb - 1}'d0, pop}};",
+            "    end",
+            "end",
+            f"assign out0_V_TVALID = queued != {pb}'d0;",
+            f"assign out0_V_TDATA = {pad};",
+        ]
+        ports = [
+            "    input  wire ap_clk,",
+            "    input  wire ap_rst_n,  // synchronous, active low",
+            f"    input  wire [{iwa - 1}:0] in0_V_TDATA,  // SIMD x {s.input_bits}-bit {s.input_format.name}"
+            f" {'ordinals' if is_minifloat(s.input_format) else 'integers'}",
+            "    input  wire in0_V_TVALID,",
+            "    output wire in0_V_TREADY,",
+            f"    output wire [{owa - 1}:0] out0_V_TDATA,  // PE x {s.acc_bits}-bit dot products",
+            "    output wire out0_V_TVALID,",
+            "    input  wire out0_V_TREADY",
+        ]
+        return "\n".join(
+            [f"module {self.top} (", *ports, ");", "    wire rst = !ap_rst_n;"]
+            + [("    " + line) if line else "" for line in body]
+            + ["endmodule"]
+        )
+

@@ -1,0 +1,162 @@
+"""Simulate a native MVAU layer's RTL with Icarus Verilog, checked against `reference_mvau`.
+
+The testbench streams the folded input vectors into ``in0_V`` and collects ``out0_V`` beats, with
+optional random back-pressure on both sides (TVALID dropped / TREADY dropped with probability
+``stall``, AXI-stream rules kept: a presented beat stays until accepted). It counts the cycles from
+the first accepted input beat to the last accepted output beat, reported beside the layer's
+expected ``batch * NF * SF``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from brevitas_minifloat.hw.sim import simulator_missing
+from finn_transforms.native.rtl import NativeMvauRtl
+from finn_transforms.native.spec import NativeMvauSpec, reference_mvau
+
+
+@dataclass(frozen=True)
+class RtlRun:
+    """One simulation: outputs ``(batch, mh)`` (Python ints), simulated and expected cycles."""
+
+    outputs: np.ndarray
+    cycles: int
+    expected_cycles: int
+    seconds: float  # wall time of the simulator itself (compile excluded)
+
+    @property
+    def cycles_per_second(self) -> float:
+        return self.cycles / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _testbench(rtl: NativeMvauRtl, n_in: int, n_out: int, stall: float, seed: int) -> str:
+    iwa, owa = rtl.input_width, rtl.output_width
+    threshold = round(stall * 256)  # a side stalls when an 8-bit random number is below it
+    max_cycles = (n_in * rtl.nf + n_out + 100) * (4 if stall == 0 else 40)
+    return f"""`timescale 1ns/1ps
+module tb;
+    reg clk = 1'b0, rst_n = 1'b0;
+    reg [{iwa - 1}:0] in_data = 0;
+    reg in_valid = 1'b0, out_ready = 1'b0, hs_in = 1'b0;
+    wire in_ready, out_valid;
+    wire [{owa - 1}:0] out_data;
+    reg [{iwa - 1}:0] beats [0:{n_in - 1}];
+    integer seed = {seed}, fd, cycle = 0, first = -1, last = -1, n_in = 0, n_out = 0;
+    {rtl.top} dut (.ap_clk(clk), .ap_rst_n(rst_n), .in0_V_TDATA(in_data), .in0_V_TVALID(in_valid),
+        .in0_V_TREADY(in_ready), .out0_V_TDATA(out_data), .out0_V_TVALID(out_valid), .out0_V_TREADY(out_ready));
+    initial begin
+        $readmemh("in.hex", beats);
+        fd = $fopen("out.hex", "w");
+        repeat (2) begin #1 clk = 1'b1; #1 clk = 1'b0; end
+        rst_n = 1'b1;
+        while (n_out < {n_out} && cycle < {max_cycles}) begin
+            // drive this cycle: a presented beat stays until it is accepted
+            if (!in_valid && n_in < {n_in} && ($random(seed) & 255) >= {threshold}) begin
+                in_valid = 1'b1;
+                in_data = beats[n_in];
+            end
+            out_ready = ($random(seed) & 255) >= {threshold};
+            #1;  // settle, then sample both handshakes before the edge
+            hs_in = in_valid && in_ready;
+            if (out_valid && out_ready) begin
+                $fwrite(fd, "%h\\n", out_data);
+                n_out = n_out + 1;
+                last = cycle;
+            end
+            clk = 1'b1;
+            #1 clk = 1'b0;
+            if (hs_in) begin
+                if (first < 0) first = cycle;
+                n_in = n_in + 1;
+                in_valid = 1'b0;
+            end
+            cycle = cycle + 1;
+        end
+        $fwrite(fd, "cycles %0d\\n", last - first + 1);
+        $fclose(fd);
+        $finish;
+    end
+endmodule
+"""
+
+
+def _pack(values, bits: int) -> int:
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & (2**bits - 1)) << (i * bits)
+    return word
+
+
+def simulate_layer(
+    rtl: NativeMvauRtl, inputs, *, stall: float = 0.0, seed: int = 1, workdir: str | Path | None = None
+) -> RtlRun:
+    """Stream ``inputs`` (``(batch, mw)`` stream elements) through the layer's RTL in Icarus Verilog."""
+    reason = simulator_missing()
+    if reason:
+        raise RuntimeError(reason)
+    if not 0 <= stall < 1:
+        raise ValueError(f"stall is a probability in [0, 1), got {stall}")
+    s = rtl.spec
+    x = np.atleast_2d(np.asarray(inputs))
+    if x.ndim != 2 or x.shape[1] != s.mw or x.shape[0] == 0:
+        raise ValueError(f"inputs must be a non-empty (batch, mw = {s.mw}) array of stream elements, got {x.shape}")
+    s.input_embedded(x)  # range check with a clear error
+    batch = x.shape[0]
+    beats = [_pack(v[j * s.simd : (j + 1) * s.simd], s.input_bits) for v in x for j in range(s.input_beats)]
+    n_out = batch * s.output_beats
+    with tempfile.TemporaryDirectory(prefix="native_sim_", dir=workdir) as tmp:
+        d = Path(tmp)
+        (d / "in.hex").write_text("".join(f"{b:x}\n" for b in beats))
+        rtl.write(d)
+        (d / "tb.v").write_text(_testbench(rtl, len(beats), n_out, stall, seed))
+        comp = subprocess.run(["iverilog", "-g2005", "-s", "tb", "-o", "sim.vvp", "tb.v", f"{rtl.top}.v"],
+                              cwd=d, capture_output=True, text=True)
+        if comp.returncode:
+            raise RuntimeError(f"iverilog failed on {rtl.top}:\n{comp.stderr[-3000:]}")
+        t0 = time.perf_counter()
+        run = subprocess.run(["vvp", "-n", "sim.vvp"], cwd=d, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if run.returncode:
+            raise RuntimeError(f"vvp failed on {rtl.top}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+        lines = (d / "out.hex").read_text().split("\n")
+    words, cycles = lines[:-2], int(lines[-2].split()[1])
+    if len(words) != n_out:
+        raise RuntimeError(f"{rtl.top}: {len(words)} of {n_out} output beats came out (stalled or deadlocked)")
+    acc, mask = s.acc_bits, 2**s.acc_bits - 1
+    out = np.empty((batch, s.mh), dtype=object)
+    for b, text in enumerate(words):
+        if any(ch in text.lower() for ch in "xz"):
+            raise AssertionError(f"{rtl.top}: output beat {b} is undefined ({text})")
+        word = int(text, 16)
+        for pe in range(s.pe):
+            v = (word >> (pe * acc)) & mask
+            out[b // s.output_beats, (b % s.output_beats) * s.pe + pe] = v - (1 << acc) if v >> (acc - 1) else v
+    return RtlRun(out, cycles, batch * rtl.expected_cycles, seconds)
+
+
+def verify_layer(rtl: NativeMvauRtl, inputs, **kwargs) -> RtlRun:
+    """`simulate_layer` and compare every output with `reference_mvau`; raise on the first mismatch."""
+    run = simulate_layer(rtl, inputs, **kwargs)
+    want = reference_mvau(rtl.spec, rtl.weight_codes, inputs)
+    bad = np.argwhere(run.outputs != want)
+    if bad.size:
+        b, r = bad[0]
+        raise AssertionError(
+            f"{rtl.top}: vector {b} output {r}: RTL {run.outputs[b, r]}, reference {want[b, r]}"
+            f" ({len(bad)} of {want.size} outputs differ)"
+        )
+    return run
+
+
+def execute_native_layer_rtl(spec: NativeMvauSpec, weight_codes, inputs) -> tuple[np.ndarray, int]:
+    """Outputs ``(batch, mh)`` (Python ints, units of ``delta_w * delta_a``) of a native layer by RTL
+    simulation, and the simulated cycles (no back-pressure); for the verify chain's ``rtl`` stage."""
+    run = simulate_layer(NativeMvauRtl(spec, weight_codes), inputs)
+    return run.outputs, run.cycles
