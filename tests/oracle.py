@@ -74,3 +74,26 @@ def round_exact(x: float, e_bits: int, m_bits: int, bias: int, signed: bool, sub
             r = lo if _ulp_index(lo, m_bits, bias) % 2 == 0 else hi
     out = float(r)
     return -out if neg and signed else out
+
+
+def decode(e_bits: int, m_bits: int, bias: int, signed: bool, subnormals: bool, specials: str, code: int):
+    """Exact value (`Fraction`) of a code laid out sign | exponent | mantissa; ``None`` for NaN/Inf.
+    With subnormals off every exponent-field-0 code is zero."""
+    top = 2**e_bits - 1
+    sign = (code >> (e_bits + m_bits)) & 1 if signed else 0
+    field, mant = (code >> m_bits) & top, code & (2**m_bits - 1)
+    if (specials == "ieee" and field == top) or (specials == "fn" and field == top and mant == 2**m_bits - 1):
+        return None
+    if specials == "fnuz" and sign and field == 0 and mant == 0:
+        return None
+    if field == 0:
+        mag = Fraction(mant, 2**m_bits) * Fraction(2) ** (1 - bias) if subnormals else Fraction(0)
+    else:
+        mag = (1 + Fraction(mant, 2**m_bits)) * Fraction(2) ** (field - bias)
+    return -mag if sign else mag
+
+
+def ordered_values(e_bits: int, m_bits: int, bias: int, signed: bool, subnormals: bool, specials: str):
+    """Every finite value, ascending, zero once: what an ordinal indexes."""
+    g = grid(e_bits, m_bits, bias, subnormals, specials)
+    return tuple(-v for v in reversed(g[1:])) + g if signed else g

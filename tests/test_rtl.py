@@ -202,6 +202,18 @@ def test_verification_catches_a_narrow_accumulator(tmp_path):
         sim.verify(unit, sim.extreme_dot_products(unit), workdir=tmp_path)
 
 
+@needs_iverilog
+def test_narrowed_accumulator_wraps_like_its_reference(tmp_path):
+    """``acc_width`` below the exact width: sums wrap modulo 2^acc_width in RTL and reference alike
+    (extreme runs overflow it), and the unit's name and cache description say so."""
+    unit = MacUnit("E4M3", "E4M3", fan_in=16, simd=2, arch="shift", acc_width=20)
+    assert unit.acc_bits == 20 < accumulator_bits("E4M3", "E4M3", 16) and unit.top.endswith("_acc20")
+    assert unit.describe()["acc_width"] == 20 and "acc_width" not in MacUnit("E4M3", "E4M3").describe()
+    sim.verify_unit(unit, random_runs=5, workdir=tmp_path)
+    with pytest.raises(ValueError, match="acc_width"):
+        MacUnit("INT4", "INT4", fan_in=4, acc_width=99)
+
+
 @pytest.mark.slow
 @pytest.mark.needs_simulator
 @pytest.mark.parametrize("bits", range(3, 9))

@@ -59,7 +59,7 @@ def ordinal_codes(fmt: MinifloatFormat) -> tuple[int, ...]:
     return tuple(by_value[v] for v in sorted(by_value))
 
 
-def _ordinal_rule(fmt: MinifloatFormat) -> tuple[int, int]:
+def ordinal_rule(fmt: MinifloatFormat) -> tuple[int, int]:
     """``(Z, GAP)`` of the closed form ``code = {ord < Z, d == 0 ? 0 : d + GAP}``, ``d = |ord - Z|``.
 
     ``Z`` is zero's ordinal; magnitudes ascend with the unsigned bit pattern (exponent | mantissa),
@@ -78,7 +78,7 @@ def _ordinal_rule(fmt: MinifloatFormat) -> tuple[int, int]:
 
 def _ord2code_module(name: str, fmt: MinifloatFormat) -> str:
     """Verilog turning an ordinal of ``fmt`` into its code."""
-    z, gap = _ordinal_rule(fmt)
+    z, gap = ordinal_rule(fmt)
     ob, cb = ordinal_bits(fmt), code_bits(fmt)
     mb = cb - 1 if fmt.signed else cb  # magnitude bits of the code
     low = f"ord[{mb - 1}:0]" if ob > mb else (f"{{{mb - ob}'d0, ord}}" if ob < mb else "ord")

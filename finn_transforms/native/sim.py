@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brevitas_minifloat.hw.sim import simulator_missing
+from brevitas_minifloat.hw.sim import lint_missing, simulator_missing
 from finn_transforms.native.rtl import NativeMvauRtl
 from finn_transforms.native.spec import NativeMvauSpec, reference_mvau
 
@@ -87,6 +87,29 @@ endmodule
 """
 
 
+def _icarus(top: str) -> tuple[list[str], list[str]]:
+    return ["iverilog", "-g2005", "-s", "tb", "-o", "sim.vvp", "tb.v", f"{top}.v"], ["vvp", "-n", "sim.vvp"]
+
+
+def _verilator(top: str) -> tuple[list[str], list[str]]:
+    """Verilator 5 compiles the same delay-based testbench (``--timing``) into a C++ binary: seconds
+    to build, then one to two orders of magnitude faster than Icarus on large layers."""
+    return (["verilator", "--binary", "--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-j", "1",
+             "--top-module", "tb", "-o", "sim", "tb.v", f"{top}.v"], ["obj_dir/sim"])
+
+
+_COMMANDS = {"icarus": _icarus, "verilator": _verilator}
+_MISSING = {"icarus": simulator_missing, "verilator": lint_missing}
+
+
+def layer_simulator_missing(simulator: str = "icarus") -> str | None:
+    """``None`` if ``simulator`` (``"icarus"`` or ``"verilator"``) can run, else why not (with the
+    install command)."""
+    if simulator not in _COMMANDS:
+        raise ValueError(f"simulator must be one of {sorted(_COMMANDS)}, got {simulator!r}")
+    return _MISSING[simulator]()
+
+
 def _pack(values, bits: int) -> int:
     word = 0
     for i, v in enumerate(values):
@@ -95,10 +118,16 @@ def _pack(values, bits: int) -> int:
 
 
 def simulate_layer(
-    rtl: NativeMvauRtl, inputs, *, stall: float = 0.0, seed: int = 1, workdir: str | Path | None = None
+    rtl: NativeMvauRtl,
+    inputs,
+    *,
+    stall: float = 0.0,
+    seed: int = 1,
+    simulator: str = "icarus",
+    workdir: str | Path | None = None,
 ) -> RtlRun:
-    """Stream ``inputs`` (``(batch, mw)`` stream elements) through the layer's RTL in Icarus Verilog."""
-    reason = simulator_missing()
+    """Stream ``inputs`` (``(batch, mw)`` stream elements) through the layer's RTL in ``simulator``."""
+    reason = layer_simulator_missing(simulator)
     if reason:
         raise RuntimeError(reason)
     if not 0 <= stall < 1:
@@ -116,15 +145,15 @@ def simulate_layer(
         (d / "in.hex").write_text("".join(f"{b:x}\n" for b in beats))
         rtl.write(d)
         (d / "tb.v").write_text(_testbench(rtl, len(beats), n_out, stall, seed))
-        comp = subprocess.run(["iverilog", "-g2005", "-s", "tb", "-o", "sim.vvp", "tb.v", f"{rtl.top}.v"],
-                              cwd=d, capture_output=True, text=True)
+        compile_cmd, run_cmd = _COMMANDS[simulator](rtl.top)
+        comp = subprocess.run(compile_cmd, cwd=d, capture_output=True, text=True)
         if comp.returncode:
-            raise RuntimeError(f"iverilog failed on {rtl.top}:\n{comp.stderr[-3000:]}")
+            raise RuntimeError(f"{compile_cmd[0]} failed on {rtl.top}:\n{(comp.stdout + comp.stderr)[-3000:]}")
         t0 = time.perf_counter()
-        run = subprocess.run(["vvp", "-n", "sim.vvp"], cwd=d, capture_output=True, text=True)
+        run = subprocess.run(run_cmd, cwd=d, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
         if run.returncode:
-            raise RuntimeError(f"vvp failed on {rtl.top}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+            raise RuntimeError(f"{simulator} simulation failed on {rtl.top}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
         lines = (d / "out.hex").read_text().split("\n")
     words, cycles = lines[:-2], int(lines[-2].split()[1])
     if len(words) != n_out:
@@ -155,8 +184,28 @@ def verify_layer(rtl: NativeMvauRtl, inputs, **kwargs) -> RtlRun:
     return run
 
 
-def execute_native_layer_rtl(spec: NativeMvauSpec, weight_codes, inputs) -> tuple[np.ndarray, int]:
+AUTO_VERILATOR_WORK = 1_000_000
+"""``simulator="auto"`` picks Verilator above this many lane-cycles (cycles x PE x SIMD): Icarus runs
+about 50k lane-cycles per second here, so above it Icarus would take longer than Verilator's ~20 s
+build (benchmarks/bench_native_rtl.py measures both)."""
+
+
+def choose_simulator(rtl: NativeMvauRtl, batch: int) -> str:
+    """``"verilator"`` for long runs when it is installed, else ``"icarus"``."""
+    work = batch * rtl.expected_cycles * rtl.spec.pe * rtl.spec.simd
+    if work > AUTO_VERILATOR_WORK and layer_simulator_missing("verilator") is None:
+        return "verilator"
+    return "icarus"
+
+
+def execute_native_layer_rtl(
+    spec: NativeMvauSpec, weight_codes, inputs, *, simulator: str = "auto"
+) -> tuple[np.ndarray, int]:
     """Outputs ``(batch, mh)`` (Python ints, units of ``delta_w * delta_a``) of a native layer by RTL
-    simulation, and the simulated cycles (no back-pressure); for the verify chain's ``rtl`` stage."""
-    run = simulate_layer(NativeMvauRtl(spec, weight_codes), inputs)
+    simulation, and the simulated cycles (no back-pressure); for the verify chain's ``rtl`` stage.
+    The outputs are the simulator's, not the reference's: compare them with `reference_mvau`."""
+    rtl = NativeMvauRtl(spec, weight_codes)
+    if simulator == "auto":
+        simulator = choose_simulator(rtl, np.atleast_2d(np.asarray(inputs)).shape[0])
+    run = simulate_layer(rtl, inputs, simulator=simulator)
     return run.outputs, run.cycles
