@@ -1,8 +1,8 @@
 """Native MVAU RTL: ordinal decode, exhaustive and folded RTL simulation against the exact reference
 and an independent rational oracle, back-pressure, cycles, lint, refusals.
 
-Simulation tests need Icarus Verilog, lint tests Verilator; each is skipped with the reason when its
-tool is missing. Exhaustive runs of the less common variants are ``slow``.
+Simulation tests need Icarus Verilog, lint tests and the Verilator backend Verilator (markers of
+``tests/conftest.py``). Exhaustive runs of the less common variants are ``slow``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from finn_transforms.native.spec import NativeMvauSpec, reference_mvau
 from tests.oracle import decode, ordered_values
 from tests.strategies import formats
 
-needs_iverilog = pytest.mark.skipif(sim.layer_simulator_missing() is not None, reason=str(sim.layer_simulator_missing()))
-needs_verilator = pytest.mark.skipif(mac_sim.lint_missing() is not None, reason=str(mac_sim.lint_missing()))
 
 
 def _traits(fmt: MinifloatFormat) -> tuple:
@@ -133,7 +131,7 @@ EXHAUSTIVE_SLOW = [
 ]
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 @pytest.mark.parametrize("weight,act,pe,simd", EXHAUSTIVE)
 def test_exhaustive_products(weight, act, pe, simd, tmp_path):
     spec, w, x = exhaustive_case(weight, act, pe, simd)
@@ -143,7 +141,7 @@ def test_exhaustive_products(weight, act, pe, simd, tmp_path):
 
 
 @pytest.mark.slow
-@needs_iverilog
+@pytest.mark.needs_simulator
 @pytest.mark.parametrize("weight,act,pe,simd", EXHAUSTIVE_SLOW)
 def test_exhaustive_products_variants(weight, act, pe, simd, tmp_path):
     spec, w, x = exhaustive_case(weight, act, pe, simd)
@@ -165,7 +163,7 @@ FOLDED = [
 ]
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 @pytest.mark.parametrize("weight,act,mw,mh,pe,simd", FOLDED)
 def test_folded_layers_under_back_pressure(weight, act, mw, mh, pe, simd, tmp_path):
     rng = np.random.default_rng(mw * mh + pe)
@@ -176,7 +174,7 @@ def test_folded_layers_under_back_pressure(weight, act, mw, mh, pe, simd, tmp_pa
     assert run.cycles > run.expected_cycles  # the stalls really happened
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(
     weight=st.sampled_from(["E2M1", "E3M2", "E4M3", "E2M3_NOSUB", "E3M1_U"]),
@@ -191,7 +189,7 @@ def test_random_foldings(weight, act, sf, simd, nf, pe, seed, tmp_path):
     sim.verify_layer(NativeMvauRtl(spec, w), x, stall=0.3, seed=seed, workdir=tmp_path)
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 def test_extreme_dot_products_fill_the_exact_accumulator(tmp_path):
     """Every product at the format's largest magnitude, both signs: the dot products reach the
     accumulator's bounds."""
@@ -205,7 +203,7 @@ def test_extreme_dot_products_fill_the_exact_accumulator(tmp_path):
     assert run.outputs[0, 1] == -run.outputs[0, 0] == run.outputs[1, 0]
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 def test_narrowed_accumulator(tmp_path):
     """An ``acc_bits`` below the exact width (weights that are known small): the MAC accumulates
     modulo 2^acc_bits and every output that fits is exact."""
@@ -221,7 +219,7 @@ def test_narrowed_accumulator(tmp_path):
 
 
 # ------------------------------------------------------------------------------ cycles
-@needs_iverilog
+@pytest.mark.needs_simulator
 @pytest.mark.parametrize("mw,mh,pe,simd", [(1, 1, 1, 1), (4, 4, 1, 2), (6, 6, 2, 2), (12, 4, 4, 4), (10, 9, 3, 2)])
 def test_cycles_without_back_pressure(mw, mh, pe, simd, tmp_path):
     """A batch streams at FINN's rate, NF * SF cycles per vector, plus the pipeline latency once."""
@@ -234,7 +232,7 @@ def test_cycles_without_back_pressure(mw, mh, pe, simd, tmp_path):
     assert run.cycles == run.expected_cycles + PIPELINE + 1
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 def test_execute_native_layer_rtl(tmp_path):
     rng = np.random.default_rng(5)
     spec = NativeMvauSpec("E5M2", "E4M3", mw=8, mh=6, pe=3, simd=2)
@@ -245,10 +243,8 @@ def test_execute_native_layer_rtl(tmp_path):
 
 
 @pytest.mark.slow
-@needs_iverilog
+@pytest.mark.needs_simulator("verilator")
 def test_verilator_backend_agrees(tmp_path):
-    if sim.layer_simulator_missing("verilator"):
-        pytest.skip(sim.layer_simulator_missing("verilator"))
     rng = np.random.default_rng(9)
     spec = NativeMvauSpec("E4M3", "E4M3", mw=16, mh=8, pe=2, simd=4)
     w, x = random_weights(spec, rng), random_elements(spec.input_format, (4, 16), rng)
@@ -257,7 +253,7 @@ def test_verilator_backend_agrees(tmp_path):
 
 
 # ------------------------------------------------------------------------------ the harness is not vacuous
-@needs_iverilog
+@pytest.mark.needs_simulator
 def test_verification_catches_a_wrong_ordinal_decode(tmp_path):
     spec, w, x = exhaustive_case("E2M1", "E2M1", 2, 2)
     rtl = NativeMvauRtl(spec, w)
@@ -268,7 +264,7 @@ def test_verification_catches_a_wrong_ordinal_decode(tmp_path):
         sim.verify_layer(rtl, x, workdir=tmp_path)
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 def test_verification_catches_a_wrong_fold_order(tmp_path):
     """Swap two PEs' ROMs: every shape check passes, the outputs are in the wrong place."""
     rng = np.random.default_rng(1)
@@ -284,7 +280,7 @@ def test_verification_catches_a_wrong_fold_order(tmp_path):
 
 
 # ------------------------------------------------------------------------------ lint
-@needs_verilator
+@pytest.mark.needs_simulator("verilator")
 @pytest.mark.parametrize(
     "weight,act,mw,mh,pe,simd",
     [("E4M3", "E4M3", 8, 4, 2, 2), ("E2M1", "INT4", 6, 6, 3, 1), ("E2M1_NOSUB", "E2M1_NOSUB", 4, 4, 1, 4),
@@ -332,7 +328,7 @@ def test_weights_are_copied_not_modified():
     assert rtl.weight_codes[0, 0] == 1 and rtl.rom_words(0)[0] == 1 | 2 << 4
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 def test_bad_inputs_are_refused_clearly(tmp_path):
     spec = NativeMvauSpec("E2M1", "E2M1", mw=2, mh=2)
     rtl = NativeMvauRtl(spec, np.zeros((2, 2), dtype=int))

@@ -202,7 +202,7 @@ def test_verification_catches_a_narrow_accumulator(tmp_path):
         sim.verify(unit, sim.extreme_dot_products(unit), workdir=tmp_path)
 
 
-@needs_iverilog
+@pytest.mark.needs_simulator
 def test_narrowed_accumulator_wraps_like_its_reference(tmp_path):
     """``acc_width`` below the exact width: sums wrap modulo 2^acc_width in RTL and reference alike
     (extreme runs overflow it), and the unit's name and cache description say so."""
