@@ -29,10 +29,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
-import finn_transforms.custom_op  # noqa: F401  (MinifloatQuant must be executable/inferable)
-from finn_transforms.annotations import FORMAT_KEY
+from brevitas_minifloat.qonnx_contract import FORMAT_KEY, is_minifloat_quant
 from finn_transforms.build.step_list import splice_steps
-from finn_transforms.quant_nodes import is_minifloat_quant
 from finn_transforms.transformation import (
     DEFAULT_MAX_THRESHOLDS,
     DEFAULT_MAX_WEIGHT_BITS,

@@ -51,7 +51,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from brevitas_minifloat.hw.cost import (
     SYNTH_SCRIPT,
-    _run_measured,
+    run_measured,
     default_cache_dir,
     read_cached,
     summarize_cells,
@@ -246,7 +246,7 @@ def _to_verilog(hdl: dict, timeout: float | None) -> Path:
     out = f"{hdl['top']}_slang.v"
     script = SLANG_SCRIPT.format(files=" ".join(hdl["files"]), top=hdl["top"], out=out)
     cmd = [sys.executable, "-c", _SLANG_RUNNER, "-q", "-l", "slang.log", "-p", script]
-    rc, _ = _run_measured(cmd, d, timeout)
+    rc, _ = run_measured(cmd, d, timeout)
     if rc == "timeout":
         raise TimeoutError(f"yosys-slang took longer than {timeout} s on {hdl['top']}")
     if rc or not (d / out).is_file():
@@ -343,7 +343,7 @@ def synthesize_thresholding(
         slang_seconds = time.perf_counter() - t0
         script = SYNTH_SCRIPT.format(verilog=verilog.name, family=family, nodsp="", top=hdl["top"], stat="stat.json")
         t0 = time.perf_counter()
-        rc, cpu = _run_measured(["yosys", "-q", "-l", "yosys.log", "-p", script], work, timeout)
+        rc, cpu = run_measured(["yosys", "-q", "-l", "yosys.log", "-p", script], work, timeout)
         seconds = time.perf_counter() - t0
         log = (work / "yosys.log").read_text(errors="replace") if (work / "yosys.log").exists() else ""
         if rc == "timeout":
@@ -368,40 +368,31 @@ def synthesize_thresholding(
 
 
 # ------------------------------------------------------------------------------ example layers
-def build_threshold_layer(
-    act: str, channels: int, out_dir: str | os.PathLike, *, batchnorm: bool = True, in_features: int = 16,
-    weights: str = "INT4", seed: int = 0,
-) -> tuple[Path, str]:
-    """Build a one-hidden-layer layer whose activation FINN implements as ``Thresholding_rtl``.
+def build_threshold_layer(model, example_input, out_dir: str | os.PathLike) -> tuple[Path, str]:
+    """Build a calibrated one-hidden-layer Brevitas MLP (input quantizer, Linear, activation
+    quantizer, Linear, output quantizer; e.g. ``brevitas_minifloat.zoo.tfc_mlp(..., layers=1)``) so
+    that FINN implements its hidden activation as ``Thresholding_rtl``.
 
-    ``brevitas_minifloat.zoo.tfc_mlp(weights, act, hidden=channels, in_features=16, classes=4,
-    layers=1)``, calibrated on random data (seeded), exported with `export_qonnx` and built with
+    The model is exported with `export_qonnx` (traced on ``example_input``) and built with
     `finn_transforms.build.build_estimates` (``standalone_thresholds=True`` and our
-    ``step_lower_minifloat``): a minifloat ``act`` becomes a MultiThreshold through
+    ``step_lower_minifloat``): a minifloat activation becomes a MultiThreshold through
     ``LowerMinifloatActivations`` (duplicated thresholds where the minifloat grid skips integer
     levels), an ``INTn`` one through FINN's own Quant conversion; streamlining makes the input an
     integer accumulator, FINN's ``InferThresholdingLayer`` / ``SpecializeLayers`` make the layer a
-    ``Thresholding_rtl`` and its bit-width minimisation shrinks the threshold datatype. After a
-    ReLU the activation is unsigned (``E2M3`` -> ``E2M3_U``, ``INT6`` -> ``UINT6``).
-    ``batchnorm=False`` leaves every channel with the same thresholds (one row).
+    ``Thresholding_rtl`` and its bit-width minimisation shrinks the threshold datatype. Without a
+    BatchNorm every channel has the same thresholds (one row).
 
     Returns ``(model path after step_minimize_bit_width, node name)`` of the hidden activation.
     """
-    import torch
-
     from brevitas_minifloat.export import export_qonnx
-    from brevitas_minifloat.zoo import calibrate, tfc_mlp
     from finn_transforms.build import build_estimates
     from finn_transforms.hw_exec import list_intermediate_models
     from finn_transforms.steps import MINIFLOAT_STEP
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = calibrate(tfc_mlp(weights, act, hidden=channels, in_features=in_features, classes=4, layers=1,
-                              batchnorm=batchnorm))
     onnx_path = out / "model.onnx"
-    export_qonnx(model, torch.randn(model.input_shape), str(onnx_path))
+    export_qonnx(model, example_input, str(onnx_path))
     build_estimates(onnx_path, out / "build", extra_steps_before=[MINIFLOAT_STEP],
                     config_overrides={"standalone_thresholds": True})
     path = list_intermediate_models(out / "build")["step_minimize_bit_width"]

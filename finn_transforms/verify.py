@@ -20,7 +20,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 
 from brevitas_minifloat.export import export_qonnx
-from finn_transforms.quant_nodes import is_minifloat_quant, minifloat_format_of
+from brevitas_minifloat.qonnx_contract import is_minifloat_quant, minifloat_format_of
 from finn_transforms.steps import lower_minifloat, make_step_lower_minifloat
 from finn_transforms.transformation import DEFAULT_MAX_THRESHOLDS, DEFAULT_MAX_WEIGHT_BITS
 

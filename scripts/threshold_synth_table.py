@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     if yosys_missing():
         print(yosys_missing(), file=sys.stderr)
         return 2
+    import torch
+
+    from brevitas_minifloat.zoo import calibrate, tfc_mlp
     from finn_transforms import synth
 
     if synth.slang_missing():
@@ -103,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="thr_table_") as tmp:
         jobs = []
         for i, (act, channels, bn, pes) in enumerate(LAYERS):
-            path, node = synth.build_threshold_layer(act, channels, Path(tmp) / f"layer{i}", batchnorm=bn)
+            torch.manual_seed(0)
+            model = calibrate(tfc_mlp("INT4", act, hidden=channels, in_features=16, classes=4, layers=1, batchnorm=bn))
+            path, node = synth.build_threshold_layer(model, torch.randn(model.input_shape), Path(tmp) / f"layer{i}")
             for pe in pes:
                 jobs.append(dict(act=act, channels=channels, batchnorm=bn, pe=pe, path=path, node=node))
             if channels == 64 and 4 in pes:  # simulate the PE-4 variant of every 64-channel layer

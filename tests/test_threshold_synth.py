@@ -25,11 +25,17 @@ pytestmark = pytest.mark.needs_finn
 def layers(tmp_path_factory):
     """Small lowered layers: minifloat E2M1 (-> E2M1_U, 12 thresholds of which 7 distinct, UINT4
     output) and its integer counterpart INT4 (-> UINT4, 15 distinct thresholds), 8 and 16 channels."""
+    import torch
+
+    from brevitas_minifloat.zoo import calibrate, tfc_mlp
+
     root = tmp_path_factory.mktemp("thr_layers")
-    return {
-        (act, c): synth.build_threshold_layer(act, c, root / f"{act}_{c}")
-        for act, c in (("E2M1", 8), ("INT4", 8), ("E2M1", 16))
-    }
+    layers = {}
+    for act, c in (("E2M1", 8), ("INT4", 8), ("E2M1", 16)):
+        torch.manual_seed(0)
+        model = calibrate(tfc_mlp("INT4", act, hidden=c, in_features=16, classes=4, layers=1))
+        layers[(act, c)] = synth.build_threshold_layer(model, torch.randn(model.input_shape), root / f"{act}_{c}")
+    return layers
 
 
 def test_layers_have_duplicated_thresholds(layers):

@@ -6,9 +6,10 @@ import torch
 from torch.autograd import Function
 
 from brevitas_minifloat.formats import MinifloatFormat
+from brevitas_minifloat.qonnx_contract.op import DOMAIN
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
-OUR_DOMAIN = "finn_transforms.custom_op"
+OUR_DOMAIN = DOMAIN  # MinifloatQuant's domain (the QONNX contract)
 DOMAIN_VERSION = 2  # as Brevitas' QONNX export
 
 

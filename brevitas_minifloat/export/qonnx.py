@@ -18,13 +18,15 @@ from brevitas.proxy import ActFloatQuantProxyFromInjector, WeightFloatQuantProxy
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_shapes import InferShapes
 
-import finn_transforms.custom_op  # noqa: F401  (registers the MinifloatQuant domain for execution)
 from brevitas_minifloat.export.handlers import ExportRefused, MinifloatActHandler, MinifloatWeightHandler
 from brevitas_minifloat.export.ops import DOMAIN_VERSION, OUR_DOMAIN
 from brevitas_minifloat.export.syq_handlers import SyqWeightHandler
-from finn_transforms.annotations import record_weight_format
-from finn_transforms.quant_nodes import is_minifloat_quant, minifloat_format_of
-from finn_transforms.transformation.fold_transpose_into_minifloat_weights import FoldTransposeIntoMinifloatWeights
+from brevitas_minifloat.qonnx_contract import (
+    FoldTransposeIntoMinifloatWeights,
+    is_minifloat_quant,
+    minifloat_format_of,
+    record_weight_format,
+)
 
 
 class MinifloatQONNXManager(QONNXManager):

@@ -145,7 +145,7 @@ def synthesize(unit: MacUnit, *, family: str = "xcup", dsp: bool = False, timeou
             verilog=verilog.name, family=family, nodsp="" if dsp else " -nodsp", top=unit.top, stat="stat.json"
         )
         t0 = time.perf_counter()
-        returncode, cpu = _run_measured(["yosys", "-q", "-l", "yosys.log", "-p", script], d, timeout)
+        returncode, cpu = run_measured(["yosys", "-q", "-l", "yosys.log", "-p", script], d, timeout)
         seconds = time.perf_counter() - t0
         if returncode == "timeout":
             raise TimeoutError(f"yosys took longer than {timeout} s on {unit.top}")
@@ -157,7 +157,7 @@ def synthesize(unit: MacUnit, *, family: str = "xcup", dsp: bool = False, timeou
     return {"cells": dict(sorted(cells.items())), "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3)}
 
 
-def _run_measured(cmd: list[str], cwd: Path, timeout: float | None) -> tuple[int | str, float]:
+def run_measured(cmd: list[str], cwd: Path, timeout: float | None) -> tuple[int | str, float]:
     """Run ``cmd`` and return ``(exit code or "timeout", CPU seconds of that process)``.
 
     CPU time (user + sys, from ``os.wait4``) is what a synthesis costs; wall time on a shared

@@ -61,7 +61,7 @@ def step_qonnx_cleanup(model: ModelWrapper, cfg: Any) -> ModelWrapper:
     Useful first entry of ``extra_steps_before`` when later hook steps want a tidy graph (FINN's
     own ``step_qonnx_to_finn`` runs the same cleanup, but only if ``Quant`` nodes are present).
     Note that it constant-folds weight ``FloatQuant``/``MinifloatQuant`` nodes
-    (see :mod:`finn_transforms.annotations`).
+    (see :mod:`brevitas_minifloat.qonnx_contract.annotations`).
     """
     from qonnx.util.cleanup import cleanup_model
 

@@ -7,8 +7,12 @@ from onnx import NodeProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 
 from brevitas_minifloat.formats import MinifloatFormat
-from finn_transforms.annotations import FORMAT_KEY, SCALE_KEY
-from finn_transforms.quant_nodes import MINIFLOAT_QUANT_OPS, UnsupportedQuantNodeError, minifloat_format_of
+from brevitas_minifloat.qonnx_contract import (
+    FORMAT_KEY,
+    SCALE_KEY,
+    UnsupportedQuantNodeError,
+    minifloat_format_of,
+)
 
 DEFAULT_MAX_WEIGHT_BITS = 16
 DEFAULT_MAX_THRESHOLDS = 4096
@@ -20,10 +24,6 @@ class LoweringError(ValueError):
 
 def label(node: NodeProto) -> str:
     return f"{node.op_type} node {node.name or '<unnamed>'!r} (output {node.output[0]!r})"
-
-
-def is_minifloat_quant(node: NodeProto | None) -> bool:
-    return node is not None and node.op_type in MINIFLOAT_QUANT_OPS
 
 
 def format_of(model: ModelWrapper, node: NodeProto) -> MinifloatFormat:

@@ -8,12 +8,12 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
+from brevitas_minifloat.qonnx_contract import is_minifloat_quant
 from finn_transforms.thresholds import pair_thresholds, threshold_count
 from finn_transforms.transformation._common import (
     DEFAULT_MAX_THRESHOLDS,
     LoweringError,
     format_of,
-    is_minifloat_quant,
     label,
     scale_of,
     scale_times_delta,

@@ -10,7 +10,7 @@ from qonnx.transformation.base import Transformation
 from qonnx.util.basic import get_by_name
 
 from brevitas_minifloat.formats import MinifloatFormat
-from finn_transforms.annotations import read_weight_format
+from brevitas_minifloat.qonnx_contract import is_minifloat_quant, read_weight_format
 from finn_transforms.thresholds import quantize_scaled
 from finn_transforms.transformation._common import (
     DEFAULT_MAX_WEIGHT_BITS,
@@ -18,7 +18,6 @@ from finn_transforms.transformation._common import (
     checked_scale,
     drop_weight_record,
     format_of,
-    is_minifloat_quant,
     label,
     remove_if_orphaned,
     scale_of,
@@ -47,7 +46,7 @@ class LowerMinifloatWeights(Transformation):
     [out, in/group, k...]) whose weight ``W'`` is
       (a) ``FloatQuant`` / ``MinifloatQuant`` of an initializer ``W`` with a constant scale, directly or
           through one ``Transpose`` (what qonnx's ``GemmToMatMul`` leaves), or
-      (b) an initializer carrying a weight-format record (`finn_transforms.annotations`): the quantizer
+      (b) an initializer carrying a weight-format record (`brevitas_minifloat.qonnx_contract.annotations`): the quantizer
           was constant-folded by qonnx ``cleanup_model``; the values must lie exactly on the recorded grid.
     Replaced by: ``MatMul/Conv(X, K) -> Mul(scale * delta) [-> Add(B)]``, where ``K = q / delta`` is the
     integer embedding (float32 initializer annotated with the smallest FINN ``INTn``, ``UINTn`` for

@@ -32,7 +32,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
-from brevitas_minifloat.export.syq_handlers import syq_codebook
+from brevitas_minifloat.qonnx_contract.syq_nodes import syq_codebook
 from finn_transforms.transformation._common import (
     DEFAULT_MAX_WEIGHT_BITS,
     LoweringError,
