@@ -1,0 +1,124 @@
+"""Step functions on exact values: the float32 boundaries of a quantizer, and exact counting.
+
+A quantizer node computes, on a float32 input ``x``, an integer code ``f(x)`` through float32
+operations (``x / s``, ``+ z``, a rounding, a clamp, a minifloat rounding): ``f`` is monotone in ``x``.
+Its *boundaries* are ``T_j = min{float32 x : f(x) >= c_j}`` for every code ``c_j`` above the lowest,
+found by bisection over the ordered float32 bit patterns, evaluating ``f`` itself. For any real ``z``
+the code is then ``c_{#{j : z >= T_j}}``: on float32 inputs this is ``f`` bit for bit (ties, the
+float32 division, saturation included), and on the exact pre-activation of a layer it is the value
+the quantizer defines for it (``f`` applied to ``z`` rounded down to float32). A MultiThreshold node
+states its boundaries directly. `count_reached` compares exact values with the boundaries in integer
+arithmetic: ``num * scale >= T  <=>  num >= ceil(T / scale)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+
+import numpy as np
+
+from finn_transforms.exact.tensor import Exact, ExactError, bound
+
+__all__ = ["count_reached", "float32_boundaries", "group_index"]
+
+_KEY_INF = 0x7F800000  # ordered key of +inf (keys of -inf, +-0, +inf: -_KEY_INF, 0, _KEY_INF)
+
+
+def _key(x: np.ndarray) -> np.ndarray:
+    bits = np.asarray(x, dtype=np.float32).view(np.int32).astype(np.int64)
+    return np.where(bits >= 0, bits, -(bits & 0x7FFFFFFF))
+
+
+def _from_key(k: np.ndarray) -> np.ndarray:
+    bits = np.where(k >= 0, k, (-k) | 0x80000000).astype(np.uint32)
+    return bits.view(np.float32)
+
+
+def float32_boundaries(code_fn: Callable[[np.ndarray], np.ndarray], targets: np.ndarray) -> np.ndarray:
+    """``T[..., j] = min{float32 x : code_fn(x) >= targets[..., j]}`` (float32, same shape as targets).
+
+    ``code_fn`` maps a float32 array of ``targets``' shape to codes and must be monotone
+    non-decreasing along x. ``-inf`` marks a code every input reaches, ``+inf`` one no finite input
+    reaches.
+    """
+    targets = np.asarray(targets)
+    lo = np.full(targets.shape, -_KEY_INF, dtype=np.int64)
+    hi = np.full(targets.shape, _KEY_INF, dtype=np.int64)
+    always = code_fn(_from_key(lo)) >= targets
+    never = ~(code_fn(_from_key(hi)) >= targets)
+    for _ in range(34):  # the key range has 2^32 entries
+        if not np.any(hi - lo > 1):
+            break
+        mid = (lo + hi) // 2
+        ok = code_fn(_from_key(mid)) >= targets
+        hi = np.where(ok, mid, hi)
+        lo = np.where(ok, lo, mid)
+    out = _from_key(hi)
+    out = np.where(always, np.float32(-np.inf), out)
+    return np.where(never, np.float32(np.inf), out).astype(np.float32)
+
+
+def group_index(shape: tuple[int, ...], params: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Elements of a tensor of ``shape`` grouped by their (broadcast) parameter values.
+
+    Returns ``(inverse, uniques)``: ``inverse`` (shape ``shape``, int64) is the group of each element,
+    ``uniques[i][g]`` the value of ``params[i]`` in group ``g``.
+    """
+    try:
+        arrays = np.broadcast_arrays(*[np.asarray(p, dtype=np.float32) for p in params])
+        np.broadcast_shapes(arrays[0].shape, shape)
+    except ValueError as err:
+        raise ExactError(f"quantizer parameters of shapes {[np.shape(p) for p in params]} do not broadcast to {shape}") from err
+    if len(arrays[0].shape) > len(shape):
+        raise ExactError(f"quantizer parameters of rank {len(arrays[0].shape)} for an input of shape {shape}")
+    stacked = np.stack([a.ravel() for a in arrays], axis=1)
+    uniq, inv = np.unique(stacked, axis=0, return_inverse=True)
+    inv = np.broadcast_to(inv.reshape(arrays[0].shape), shape)
+    return inv, [uniq[:, i] for i in range(len(params))]
+
+
+def _ceil_div(t: float, scale: Fraction) -> int | None:
+    """``ceil(t / scale)`` for a finite float ``t``; ``None`` for +-inf."""
+    if not np.isfinite(t):
+        return None
+    r = Fraction(float(t)) / scale
+    return -((-r.numerator) // r.denominator)
+
+
+def count_reached(x: Exact, boundaries: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """``#{j : x >= boundaries[g, j]}`` per element, exactly (int64, shape of ``x``).
+
+    ``boundaries`` is ``(G, J)`` float32, sorted along ``j``; ``groups`` (shape of ``x``, values in
+    ``range(G)``) picks each element's row (``None``: one row for all).
+    """
+    boundaries = np.asarray(boundaries, dtype=np.float32)
+    if boundaries.ndim != 2:
+        raise ExactError(f"boundaries must be (groups, count), got shape {boundaries.shape}")
+    if np.any(np.diff(boundaries.astype(np.float64), axis=1) < 0):
+        raise ExactError("thresholds are not sorted along their last axis: a threshold count is not monotone")
+    num = x.num
+    if num.size == 0 or boundaries.shape[1] == 0:
+        return np.zeros(num.shape, dtype=np.int64)
+    lo, hi = int(num.min()), int(num.max())
+    # ceil(T / scale), clipped into [lo, hi + 1] (same counts, and int64 whenever num is)
+    ints = np.array(
+        [[min(max(c, lo), hi + 1) if c is not None else (lo if t < 0 else hi + 1) for c, t in
+          ((_ceil_div(t, x.scale), t) for t in row)] for row in boundaries.tolist()],
+        dtype=object,
+    )
+    if bound(num) < (1 << 62) and num.dtype != object:
+        ints = ints.astype(np.int64)
+        num = num.astype(np.int64)
+    if groups is None or ints.shape[0] == 1:
+        return np.searchsorted(ints[0], num.ravel(), side="right").reshape(num.shape).astype(np.int64)
+    flat_groups = np.asarray(groups).ravel()
+    flat = num.ravel()
+    out = np.empty(flat.shape, dtype=np.int64)
+    order = np.argsort(flat_groups, kind="stable")
+    cuts = np.searchsorted(flat_groups[order], np.arange(ints.shape[0] + 1))
+    for g in range(ints.shape[0]):
+        sel = order[cuts[g] : cuts[g + 1]]
+        if sel.size:
+            out[sel] = np.searchsorted(ints[g], flat[sel], side="right")
+    return out.reshape(num.shape)
