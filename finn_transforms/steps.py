@@ -13,6 +13,8 @@ Limits (``max_weight_bits``, ``max_thresholds``) are set with `make_step_lower_m
 string form, with attributes ``minifloat_max_weight_bits`` / ``minifloat_max_thresholds`` on the
 build config object.
 
+``step_streamline`` here is FINN's step with the thresholds it absorbed in float32 recomputed exactly
+(`finn_transforms.transformation.exact_absorbed_thresholds`).
 ``step_minimize_bit_width_initial`` / ``step_minimize_bit_width`` here are FINN's steps of the same
 names made exact for XNOR-popcount layers (binary weights x bipolar activations; see
 `xnor_exact_step`). ``build_estimates`` and ``minifloat_estimate_steps`` use them in place of FINN's.
@@ -20,6 +22,7 @@ names made exact for XNOR-popcount layers (binary weights x bipolar activations;
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 from collections.abc import Callable, Sequence
@@ -44,13 +47,14 @@ from finn_transforms.transformation.clamp_xnor_popcount_thresholds import xnor_t
 
 __all__ = [
     "MINIFLOAT_STEP",
-    "XNOR_EXACT_STEPS",
+    "EXACT_STEPS",
     "lower_minifloat",
     "make_step_lower_minifloat",
     "minifloat_estimate_steps",
     "step_lower_minifloat",
     "step_minimize_bit_width",
     "step_minimize_bit_width_initial",
+    "step_streamline",
     "xnor_exact_step",
 ]
 
@@ -237,8 +241,19 @@ def step_minimize_bit_width(model: ModelWrapper, cfg: Any) -> ModelWrapper:
     return xnor_exact_step(_finn_step("step_minimize_bit_width"))(model, cfg)
 
 
-#: FINN step name -> our XNOR-exact replacement (same name, so intermediate models keep theirs).
-XNOR_EXACT_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
+def step_streamline(model: ModelWrapper, cfg: Any) -> ModelWrapper:
+    """FINN's ``step_streamline``, then its float32-absorbed thresholds recomputed exactly
+    (`finn_transforms.transformation.ExactAbsorbedThresholds`, against the graph before the step)."""
+    from finn_transforms.transformation.exact_absorbed_thresholds import ExactAbsorbedThresholds
+
+    before = ModelWrapper(copy.deepcopy(model.model))
+    model = _finn_step("step_streamline")(model, cfg)
+    return model.transform(ExactAbsorbedThresholds(before))
+
+
+#: FINN step name -> our exact replacement (same name, so intermediate models keep theirs).
+EXACT_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
+    "step_streamline": step_streamline,
     "step_minimize_bit_width_initial": step_minimize_bit_width_initial,
     "step_minimize_bit_width": step_minimize_bit_width,
 }
@@ -249,7 +264,7 @@ def minifloat_estimate_steps(
 ) -> list[str | Callable]:
     """FINN's ``estimate_only_dataflow_steps`` (or ``base``) with ``step`` inserted before
     ``step_qonnx_to_finn`` (prepended when there is none) and FINN's bit-width minimisation steps
-    (given by name) replaced by their XNOR-exact versions (`XNOR_EXACT_STEPS`, as
+    and streamlining (given by name) replaced by their exact versions (`EXACT_STEPS`, as
     ``"finn_transforms.steps.step_minimize_bit_width"`` strings)."""
     if base is None:
         from finn.builder.build_dataflow_config import estimate_only_dataflow_steps

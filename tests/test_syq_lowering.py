@@ -243,7 +243,10 @@ def test_mixed_syq_cnn_through_finn_hw(tmp_path):
     )
     _calibrate(model, torch.randn(32, 1, 9, 9))
     report = verify(model, torch.randn(8, 1, 9, 9), tmp_path)
-    assert [s.stage for s in report.stages] == ["qonnx", "lowered", "streamlined", "hw"]
+    print(report.summary())
+    # float scales: torch / QONNX may round near a tie (explained); the exact stages must match exactly
+    stages = {s.stage: s for s in report.stages}
+    assert all(stages[name].mismatches == 0 for name in ("lowered", "streamlined", "hw")), report.summary()
     assert report.ok, report.summary()
     # MVAUs by their reduction length MW: conv1 1*3*3, conv2 4*3*3, conv3 4*2*2, linear 6
     weights = {m["MW"]: m["weightDataType"] for m in mvau_attrs(report).values()}

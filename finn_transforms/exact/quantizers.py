@@ -125,7 +125,7 @@ def _bipolar(ins, ctx):
 
 @register_op("FloatQuant", "MinifloatQuant")
 def _float_quant(ins, ctx):
-    from finn_transforms.quant_nodes import UnsupportedQuantNodeError, minifloat_format_of
+    from brevitas_minifloat.qonnx_contract import UnsupportedQuantNodeError, minifloat_format_of
 
     try:
         fmt = minifloat_format_of(ctx.model, ctx.node)

@@ -91,7 +91,7 @@ def evaluate(
     model: ModelWrapper,
     inputs: Mapping[str, Any] | np.ndarray,
     *,
-    overrides: Mapping[str, Exact] | None = None,
+    overrides: Mapping[str, Exact] | Callable[[str, Exact], Exact] | None = None,
     abs_mode: bool = False,
     observer: Callable[..., None] | None = None,
     lookup: Callable[[NodeProto], OpFn | None] | None = None,
@@ -101,7 +101,8 @@ def evaluate(
 
     ``inputs`` maps graph input names to finite float/int arrays (or `Exact`); a bare array is
     accepted for single-input graphs. ``overrides`` replaces computed tensors by given values (the
-    node still runs, so an ``observer`` sees its exact result). ``lookup`` resolves a node to its
+    node still runs, so an ``observer`` sees its exact result), or is a function
+    ``(tensor name, computed value) -> value`` applied to every node output. ``lookup`` resolves a node to its
     implementation before the registry (the HW executor's hook). Raises `ExactError` for NaN/Inf
     inputs and for ops without an exact implementation, naming the node.
     """
@@ -139,8 +140,13 @@ def evaluate(
         ctx = Context(model, node, abs_mode, cache, observer)
         outs = fn(ins, ctx)
         for name, value in zip(node.output, outs):
-            if name:
-                values[name] = overrides[name] if overrides and name in overrides else value
+            if not name:
+                continue
+            if callable(overrides):
+                value = overrides(name, value)
+            elif overrides and name in overrides:
+                value = overrides[name]
+            values[name] = value
     if return_all:
         return values
     return {o.name: values[o.name] for o in model.graph.output}
@@ -352,8 +358,9 @@ def _batchnorm(ins, ctx):
     b = (beta - mean * a).astype(np.float32)
     shape = (1, -1) + (1,) * (x.ndim - 2)
     ea, eb = Exact.from_array(a.reshape(shape)), Exact.from_array(b.reshape(shape))
-    if ctx.abs_mode:
-        ea, eb = _abs(ea), _abs(eb)
+    if ctx.abs_mode:  # bound the unfused form (x - mean) / sqrt(var + eps) * gamma + beta as well
+        ea = _abs(ea)
+        eb = Exact.from_array((np.abs(beta) + np.abs(mean * a)).astype(np.float64).reshape(shape))
     return [x * ea + eb]
 
 

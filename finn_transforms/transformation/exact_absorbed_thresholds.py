@@ -1,0 +1,136 @@
+"""`ExactAbsorbedThresholds`: redo FINN's float32 threshold absorption in exact arithmetic.
+
+FINN's streamlining folds the float scales and biases in front of a ``MultiThreshold`` into its
+thresholds with float32 arithmetic (``AbsorbMulIntoMultiThreshold`` divides by fl32(c),
+``AbsorbAddIntoMultiThreshold`` subtracts, ``CollapseRepeatedMul`` multiplies scales): a threshold
+that should be an exact integer (a tie, e.g. after a 6x6 average pool's 1/36 or a float-scale
+quantizer) can land one ulp above it and switch a channel one step late. Upstream problem: FINN+
+1.6.1 streamlining transformations compute constants in float32.
+
+This pass compares the graph before streamlining (``reference``) with the streamlined one: the k-th
+``MultiThreshold`` of each (graph order) must apply the same thresholds ``T`` to inputs related by
+a per-channel affine map ``z = a * u + b`` (``u`` the streamlined input, ``z`` the original one).
+``a`` and ``b`` are solved exactly from exact evaluations (`finn_transforms.exact`) of both graphs
+on probe inputs and checked on every probed element; where ``u`` is integer-valued the thresholds
+become ``ceil((T - b) / a)`` (for ``a > 0``), exact for every integer input. Thresholds where the map
+cannot be established (non-affine, constant channel, ``a <= 0``, non-integer ``u``) are left as FINN
+computed them.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.base import Transformation
+
+from finn_transforms.exact import Exact, ExactError, evaluate
+
+__all__ = ["ExactAbsorbedThresholds"]
+
+_RANK_LAYOUT = {2: "NC", 3: "NWC", 4: "NCHW"}
+_SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 8.0, 64.0)
+
+
+def _layout(node, rank: int) -> str:
+    for a in node.attribute:
+        if a.name == "data_layout" and a.s:
+            return a.s.decode()
+    return _RANK_LAYOUT.get(rank, "NC")
+
+
+def _channels_last(x: Exact, node) -> np.ndarray:
+    """Object array of Fractions, shape (elements, C), channel axis from the node's layout."""
+    layout = _layout(node, x.ndim)
+    cdim = layout.index("C") if "C" in layout else 1
+    moved = np.moveaxis(x.fractions(), cdim, -1)
+    return moved.reshape(-1, moved.shape[-1])
+
+
+def _affine(u: np.ndarray, z: np.ndarray) -> tuple[Fraction, Fraction] | None:
+    """Exact ``(a, b)`` with ``z == a * u + b`` on every pair, or None."""
+    distinct = {}
+    for ui, zi in zip(u, z):
+        distinct.setdefault(ui, zi)
+        if len(distinct) == 2:
+            break
+    if len(distinct) < 2:
+        return None
+    (u1, z1), (u2, z2) = distinct.items()
+    a = (z1 - z2) / (u1 - u2)
+    b = z1 - a * u1
+    if any(zi != a * ui + b for ui, zi in zip(u, z)):
+        return None
+    return a, b
+
+
+class ExactAbsorbedThresholds(Transformation):
+    """Recompute streamlined MultiThreshold thresholds exactly from the pre-streamlining graph."""
+
+    def __init__(self, reference: ModelWrapper, probes: int = len(_SCALES), seed: int = 0):
+        super().__init__()
+        self.reference = reference
+        self.probes = probes
+        self.seed = seed
+        self.fixed = 0  # thresholds changed by the last apply()
+
+    def _probe_inputs(self, model: ModelWrapper) -> list[np.ndarray]:
+        name = model.graph.input[0].name
+        shape = [d if d > 0 else 1 for d in model.get_tensor_shape(name)]
+        rng = np.random.default_rng(self.seed)
+        return [(rng.standard_normal(shape) * _SCALES[i % len(_SCALES)]).astype(np.float32) for i in range(self.probes)]
+
+    def apply(self, model: ModelWrapper):
+        self.fixed = 0
+        before = [n for n in self.reference.graph.node if n.op_type == "MultiThreshold"]
+        after = [n for n in model.graph.node if n.op_type == "MultiThreshold"]
+        if not after or len(before) != len(after):
+            return model, False
+        pairs = {i: ([], []) for i in range(len(after))}
+        try:
+            for x in self._probe_inputs(model):
+                z_all = evaluate(self.reference, x, return_all=True)
+                u_all = evaluate(model, x, return_all=True)
+                for i, (nb, na) in enumerate(zip(before, after)):
+                    pairs[i][0].append(_channels_last(u_all[na.input[0]], na))
+                    pairs[i][1].append(_channels_last(z_all[nb.input[0]], nb))
+        except ExactError:
+            return model, False  # a graph the exact evaluator cannot run: leave FINN's thresholds
+        for i, (nb, na) in enumerate(zip(before, after)):
+            self.fixed += self._fix(model, nb, na, np.concatenate(pairs[i][0]), np.concatenate(pairs[i][1]))
+        return model, False
+
+    def _fix(self, model: ModelWrapper, nb, na, u: np.ndarray, z: np.ndarray) -> int:
+        t_before = self.reference.get_initializer(nb.input[1])
+        t_after = model.get_initializer(na.input[1])
+        if t_before is None or t_after is None or u.shape[1] != z.shape[1]:
+            return 0
+        if any(Fraction(v).denominator != 1 for v in u.ravel()):
+            return 0
+        channels = u.shape[1]
+        rows_b, rows_a = t_before.shape[0], t_after.shape[0]
+        if t_before.shape[1] != t_after.shape[1] or rows_b not in (1, channels) or rows_a not in (1, channels):
+            return 0
+        new = np.array(t_after, dtype=np.float32)
+        if rows_a == 1 and channels > 1:
+            new = np.repeat(new, channels, axis=0)
+        changed = 0
+        for c in range(channels):
+            ab = _affine(u[:, c], z[:, c])
+            if ab is None or ab[0] <= 0:
+                continue
+            a, b = ab
+            for j, t in enumerate(np.asarray(t_before[c if rows_b > 1 else 0], dtype=np.float64)):
+                if not math.isfinite(t):
+                    continue
+                exact = math.ceil((Fraction(float(t)) - b) / a)
+                if abs(exact) >= 2**24:  # not a float32 integer: keep FINN's value
+                    continue
+                if new[c, j] != np.float32(exact):
+                    new[c, j] = np.float32(exact)
+                    changed += 1
+        if changed:
+            model.set_initializer(na.input[1], new if rows_a > 1 or channels == 1 else new)
+        return changed
