@@ -127,13 +127,13 @@ def _output_quantum(model: ModelWrapper) -> Fraction | None:
     producer = model.find_producer(model.graph.output[0].name)
     if producer is None or len(producer.input) < 2 or model.get_initializer(producer.input[1]) is None:
         return None
-    scale = np.asarray(model.get_initializer(producer.input[1]))
+    scale = np.asarray(model.get_initializer(producer.input[1])).reshape(-1)
     if scale.size != 1:
         return None
     if is_minifloat_quant(producer):
-        return Fraction(float(scale)) * Fraction(minifloat_format_of(model, producer).delta)
+        return Fraction(float(scale[0])) * Fraction(minifloat_format_of(model, producer).delta)
     if producer.op_type in ("Quant", "BipolarQuant"):
-        return Fraction(float(scale))
+        return Fraction(float(scale[0]))
     return None
 
 
@@ -143,11 +143,10 @@ def _onnx_runner(model: ModelWrapper) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _exact_runner(model: ModelWrapper, hw: bool = False) -> Callable[[np.ndarray], Exact]:
-    if hw:
-        from finn_transforms.exact import execute_exact_hw
+    from finn_transforms.exact import execute_exact_hw
 
-        return lambda x: next(iter(execute_exact_hw(model, x).values()))
-    return lambda x: next(iter(evaluate(model, x).values()))
+    run, cache = (execute_exact_hw if hw else evaluate), {}
+    return lambda x: next(iter(run(model, x, cache=cache).values()))
 
 
 def _codes(values: Exact | np.ndarray, quantum: Fraction | None) -> np.ndarray:

@@ -8,11 +8,12 @@ domains (host-side Transpose, Mul, MultiThreshold, ...) use the reference evalua
 
 Exact ops: MVAU (matmul, XNOR-popcount / bipolar modes, embedded thresholds), VVAU, Thresholding,
 Pool (MaxPool / AccPool / AvgPool / QuantAvgPool), GlobalAccPool, LabelSelect, DuplicateStreams,
-StreamingConcat, ElementwiseAdd / Sub / Mul / Max / Min / AbsDiff. MVAU / VVAU inputs are checked
+StreamingConcat, StreamingSplit, ElementwiseAdd / Sub / Mul / Max / Min / AbsDiff. MVAU / VVAU inputs are checked
 against their declared datatypes and accumulators against ``accDataType`` (a value outside it would
 wrap in hardware): violations raise `ExactError` naming the node.
 
-Pure data-movement ops (``ConvolutionInputGenerator``, ``FMPadding``, ``FMPadding_Pixel``,
+Pure data-movement ops (``ConvolutionInputGenerator``, ``FMPadding``, ``FMPadding_Pixel``, ``Crop``,
+``Shuffle`` / ``InnerShuffle`` / ``OuterShuffle``, ``Reshape`` / ``Squeeze`` / ``Unsqueeze``,
 ``StreamingDataWidthConverter``, ``StreamingFIFO``, ``UpsampleNearestNeighbour``) run FINN's own
 ``execute_node``: it only copies, pads with zeros or reorders values, which float32 does exactly for
 integers below 2^24; wider values are split into 23-bit limbs moved separately (exact because
@@ -75,10 +76,11 @@ def _lookup(node: NodeProto) -> OpFn | None:
 
 
 def execute_exact_hw(
-    model: ModelWrapper, inputs: Mapping[str, Any] | np.ndarray, *, return_all: bool = False
+    model: ModelWrapper, inputs: Mapping[str, Any] | np.ndarray, *, return_all: bool = False, cache: dict | None = None
 ) -> dict[str, Exact]:
-    """Exact outputs of a FINN graph (HW layers, partitions, host nodes) for ``inputs``."""
-    return evaluate(model, inputs, lookup=_lookup, return_all=return_all)
+    """Exact outputs of a FINN graph (HW layers, partitions, host nodes) for ``inputs``
+    (``cache``: as for `finn_transforms.exact.evaluate`, per model)."""
+    return evaluate(model, inputs, lookup=_lookup, return_all=return_all, cache=cache)
 
 
 def _inst(ctx: Context):
@@ -273,20 +275,39 @@ def _elementwise(ins, ctx):
 def _partition(ins, ctx):
     from qonnx.custom_op.registry import getCustomOp
 
-    child = ModelWrapper(getCustomOp(ctx.node).get_nodeattr("model"))
+    path = getCustomOp(ctx.node).get_nodeattr("model")
+    key = ("partition", ctx.node.name, path)
+    if key not in ctx.cache:
+        ctx.cache[key] = (ModelWrapper(path), {})
+    child, child_cache = ctx.cache[key]
     names = [t.name for t in child.graph.input if child.get_initializer(t.name) is None]
-    outs = execute_exact_hw(child, dict(zip(names, ins)))
+    outs = execute_exact_hw(child, dict(zip(names, ins)), cache=child_cache)
     return [outs[o.name] for o in child.graph.output]
 
 
 _DATA_MOVEMENT = (
     "ConvolutionInputGenerator",
+    "Crop",
     "FMPadding",
     "FMPadding_Pixel",
+    "InnerShuffle",
+    "OuterShuffle",
+    "Reshape",
+    "Shuffle",
+    "Squeeze",
     "StreamingDataWidthConverter",
     "StreamingFIFO",
+    "Unsqueeze",
     "UpsampleNearestNeighbour",
 )
+
+
+@register_hw_op("StreamingSplit")
+def _split(ins, ctx):
+    inst, _ = _inst(ctx)
+    x = ins[0]
+    cuts = np.cumsum(inst.get_nodeattr("ChannelsPerStream"))[:-1]
+    return [x.with_num(part) for part in np.split(x.num, cuts, axis=-1)]
 
 
 @register_hw_op(*_DATA_MOVEMENT)

@@ -96,6 +96,7 @@ def evaluate(
     observer: Callable[..., None] | None = None,
     lookup: Callable[[NodeProto], OpFn | None] | None = None,
     return_all: bool = False,
+    cache: dict | None = None,
 ) -> dict[str, Exact]:
     """Exact values of the graph outputs (or of every tensor, ``return_all``) for ``inputs``.
 
@@ -103,7 +104,8 @@ def evaluate(
     accepted for single-input graphs. ``overrides`` replaces computed tensors by given values (the
     node still runs, so an ``observer`` sees its exact result), or is a function
     ``(tensor name, computed value) -> value`` applied to every node output. ``lookup`` resolves a node to its
-    implementation before the registry (the HW executor's hook). Raises `ExactError` for NaN/Inf
+    implementation before the registry (the HW executor's hook). ``cache``: a dict kept by the caller
+    across calls on the *same* model (converted initializers, quantizer boundaries). Raises `ExactError` for NaN/Inf
     inputs and for ops without an exact implementation, naming the node.
     """
     _load_builtin_ops()
@@ -124,7 +126,7 @@ def evaluate(
             raise ExactError(f"graph input {name!r}: {err}") from None
         if abs_mode:
             values[name] = _abs(values[name])
-    cache: dict = {}
+    cache = {} if cache is None else cache
     for node in model.graph.node:
         fn = (lookup(node) if lookup else None) or _REGISTRY.get(node.op_type)
         if fn is None:
@@ -405,6 +407,19 @@ def _gap(ins, ctx):
     axes = tuple(range(2, x.ndim))
     n = int(np.prod([x.shape[a] for a in axes]))
     return [x.sum(axis=axes, keepdims=True).times(Fraction(1, n))]
+
+
+@register_op("ReduceSum")
+def _reduce_sum(ins, ctx):
+    x = ins[0]
+    axes = ctx.attr("axes")
+    if axes is None and len(ins) > 1 and ins[1] is not None:
+        axes = _ints(ins[1], ctx, "axes")
+    if not axes:
+        if ctx.attr("noop_with_empty_axes", 0):
+            return [x]
+        axes = list(range(x.ndim))
+    return [x.sum(axis=tuple(a % x.ndim for a in axes), keepdims=bool(ctx.attr("keepdims", 1)))]
 
 
 @register_op("GlobalMaxPool")

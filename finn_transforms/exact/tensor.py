@@ -99,7 +99,7 @@ def as_fraction_array(a: np.ndarray) -> tuple[np.ndarray, Fraction]:
     if spread + 54 < 63:
         num = m << shift
     else:
-        num = _fit(np.array([int(v) << int(s) for v, s in zip(m, shift)], dtype=object))
+        num = _fit(m.astype(object) << shift.astype(object))  # Python ints, elementwise
     return num.reshape(shape), Fraction(2) ** emin
 
 

@@ -18,9 +18,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from finn_transforms.exact.tensor import Exact, ExactError, bound
+from finn_transforms.exact.tensor import Exact, ExactError, as_fraction_array
 
-__all__ = ["count_reached", "float32_boundaries", "group_index"]
+__all__ = ["count_reached", "float32_boundaries", "group_index", "integer_boundaries"]
 
 _KEY_INF = 0x7F800000  # ordered key of +inf (keys of -inf, +-0, +inf: -_KEY_INF, 0, _KEY_INF)
 
@@ -78,12 +78,28 @@ def group_index(shape: tuple[int, ...], params: list[np.ndarray]) -> tuple[np.nd
     return inv, [uniq[:, i] for i in range(len(params))]
 
 
-def _ceil_div(t: float, scale: Fraction) -> int | None:
-    """``ceil(t / scale)`` for a finite float ``t``; ``None`` for +-inf."""
-    if not np.isfinite(t):
-        return None
-    r = Fraction(float(t)) / scale
-    return -((-r.numerator) // r.denominator)
+def integer_boundaries(bounds: np.ndarray, scale: Fraction, lo: int, hi: int) -> np.ndarray:
+    """``ceil(T / scale)`` clipped into ``[lo, hi + 1]`` (same counts for values in ``[lo, hi]``),
+    ``-inf -> lo``, ``+inf -> hi + 1``; int64 when ``lo``/``hi`` fit, else Python ints. Vectorised:
+    a power-of-two scale is an exact float64 ``ldexp``; any other scale goes through exact integer
+    numerators (``T = n * s_T`` from `as_fraction_array`)."""
+    t = np.asarray(bounds, dtype=np.float64)
+    p, q = scale.numerator, scale.denominator
+    shift = q.bit_length() - p.bit_length()
+    if p & (p - 1) == 0 and q & (q - 1) == 0 and max(abs(lo), abs(hi) + 1) < 2**52 and abs(shift) < 900:
+        with np.errstate(over="ignore", invalid="ignore"):
+            k = np.ceil(np.ldexp(t, shift))  # exact: a power-of-two factor, no under/overflow here
+        return np.clip(k, lo, hi + 1).astype(np.int64)
+    out = np.empty(t.shape, dtype=object)
+    out[t == -np.inf] = lo
+    out[t == np.inf] = hi + 1
+    finite = np.isfinite(t)
+    if finite.any():
+        n_t, s_t = as_fraction_array(t[finite])
+        r = s_t / scale
+        k = -((-(n_t.astype(object) * r.numerator)) // r.denominator)
+        out[finite] = np.minimum(np.maximum(k, lo), hi + 1)
+    return out.astype(np.int64) if max(abs(lo), abs(hi) + 1) < 2**62 else out
 
 
 def count_reached(x: Exact, boundaries: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
@@ -101,14 +117,8 @@ def count_reached(x: Exact, boundaries: np.ndarray, groups: np.ndarray | None = 
     if num.size == 0 or boundaries.shape[1] == 0:
         return np.zeros(num.shape, dtype=np.int64)
     lo, hi = int(num.min()), int(num.max())
-    # ceil(T / scale), clipped into [lo, hi + 1] (same counts, and int64 whenever num is)
-    ints = np.array(
-        [[min(max(c, lo), hi + 1) if c is not None else (lo if t < 0 else hi + 1) for c, t in
-          ((_ceil_div(t, x.scale), t) for t in row)] for row in boundaries.tolist()],
-        dtype=object,
-    )
-    if bound(num) < (1 << 62) and num.dtype != object:
-        ints = ints.astype(np.int64)
+    ints = integer_boundaries(boundaries, x.scale, lo, hi)
+    if ints.dtype == np.int64:
         num = num.astype(np.int64)
     if groups is None or ints.shape[0] == 1:
         return np.searchsorted(ints[0], num.ravel(), side="right").reshape(num.shape).astype(np.int64)

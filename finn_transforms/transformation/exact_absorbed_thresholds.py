@@ -7,9 +7,10 @@ that should be an exact integer (a tie, e.g. after a 6x6 average pool's 1/36 or 
 quantizer) can land one ulp above it and switch a channel one step late. Upstream problem: FINN+
 1.6.1 streamlining transformations compute constants in float32.
 
-This pass compares the graph before streamlining (``reference``) with the streamlined one: the k-th
-``MultiThreshold`` of each (graph order) must apply the same thresholds ``T`` to inputs related by
-a per-channel affine map ``z = a * u + b`` (``u`` the streamlined input, ``z`` the original one).
+This pass compares a graph before the absorption (``reference``, e.g. the input of streamlining)
+with the graph after it: the k-th thresholding node of each (``MultiThreshold`` or FINN's HW
+``Thresholding``, graph order) must apply the same thresholds ``T`` to inputs related by a
+per-channel affine map ``z = a * u + b`` (``u`` the new input, ``z`` the original one).
 ``a`` and ``b`` are solved exactly from exact evaluations (`finn_transforms.exact`) of both graphs
 on probe inputs and checked on every probed element; where ``u`` is integer-valued the thresholds
 become ``ceil((T - b) / a)`` (for ``a > 0``), exact for every integer input. Thresholds where the map
@@ -26,15 +27,19 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
-from finn_transforms.exact import Exact, ExactError, evaluate
+from finn_transforms.exact import Exact, ExactError, execute_exact_hw
+from finn_transforms.exact.hw_executor import generic_op_type
 
 __all__ = ["ExactAbsorbedThresholds"]
 
 _RANK_LAYOUT = {2: "NC", 3: "NWC", 4: "NCHW"}
+_THRESHOLDING = ("MultiThreshold", "Thresholding")
 _SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 8.0, 64.0)
 
 
 def _layout(node, rank: int) -> str:
+    if generic_op_type(node) == "Thresholding":
+        return "N" * (rank - 1) + "C"  # FINN HW layers are channels-last
     for a in node.attribute:
         if a.name == "data_layout" and a.s:
             return a.s.decode()
@@ -84,15 +89,15 @@ class ExactAbsorbedThresholds(Transformation):
 
     def apply(self, model: ModelWrapper):
         self.fixed = 0
-        before = [n for n in self.reference.graph.node if n.op_type == "MultiThreshold"]
-        after = [n for n in model.graph.node if n.op_type == "MultiThreshold"]
+        before = [n for n in self.reference.graph.node if generic_op_type(n) in _THRESHOLDING]
+        after = [n for n in model.graph.node if generic_op_type(n) in _THRESHOLDING]
         if not after or len(before) != len(after):
             return model, False
         pairs = {i: ([], []) for i in range(len(after))}
         try:
             for x in self._probe_inputs(model):
-                z_all = evaluate(self.reference, x, return_all=True)
-                u_all = evaluate(model, x, return_all=True)
+                z_all = execute_exact_hw(self.reference, x, return_all=True)
+                u_all = execute_exact_hw(model, x, return_all=True)
                 for i, (nb, na) in enumerate(zip(before, after)):
                     pairs[i][0].append(_channels_last(u_all[na.input[0]], na))
                     pairs[i][1].append(_channels_last(z_all[nb.input[0]], nb))
@@ -132,5 +137,5 @@ class ExactAbsorbedThresholds(Transformation):
                     new[c, j] = np.float32(exact)
                     changed += 1
         if changed:
-            model.set_initializer(na.input[1], new if rows_a > 1 or channels == 1 else new)
+            model.set_initializer(na.input[1], new)
         return changed
