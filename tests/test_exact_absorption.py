@@ -14,9 +14,6 @@ from brevitas_minifloat import MinifloatFormat
 from finn_transforms.exact import evaluate
 from finn_transforms.thresholds import minifloat_thresholds
 from finn_transforms.transformation import ExactAbsorbedThresholds
-from finn_transforms import finn_env
-
-needs_finn = pytest.mark.skipif(not finn_env.finn_available(), reason="FINN+ not installed")
 
 F32 = np.float32
 C, H = 3, 6
@@ -70,7 +67,7 @@ def _outputs(model, xs):
     return np.concatenate([evaluate(model, x)["y"].to_float64() for x in xs])
 
 
-@needs_finn
+@pytest.mark.needs_finn
 def test_gap_ties_flip_under_finn_absorption_and_are_restored():
     from finn.transformation.streamline.absorb import AbsorbMulIntoMultiThreshold
 
