@@ -272,7 +272,10 @@ def cmd_verify(args) -> int:
     model, inputs = _model_for_export(args)
     if not args.no_build and (reason := _finn_missing()):
         raise CliError(f"`verify` builds with FINN+ (use --no-build to stop before FINN): {reason}")
-    report = verify_module.verify(model, inputs, args.output, build=not args.no_build, raise_on_mismatch=False)
+    try:
+        report = verify_module.verify(model, inputs, args.output, build=not args.no_build, raise_on_mismatch=False)
+    except ValueError as err:  # NaN/Inf inputs, a quantizer that cannot be lowered exactly, ...
+        raise CliError(f"verify refused: {err}", EXIT_FAILED) from None
     print(report.summary() if hasattr(report, "summary") else report)
     return 0 if getattr(report, "ok", True) else EXIT_FAILED
 

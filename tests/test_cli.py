@@ -111,3 +111,19 @@ def test_export_build_verify(mlp_checkpoint, tmp_path, capsys):
     finally:
         mp.undo()
     assert "not available yet" in capsys.readouterr().err
+
+
+def test_verify_refuses_nan_inputs(mlp_checkpoint, tmp_path, capsys, monkeypatch):
+    real = cli._model_for_export
+
+    def with_nan(args):
+        model, inputs = real(args)
+        inputs = inputs.clone()
+        inputs[0, 0] = float("nan")
+        return model, inputs
+
+    monkeypatch.setattr(cli, "_model_for_export", with_nan)
+    code = cli.main(["verify", mlp_checkpoint, "--w-format", "E2M1", "--a-format", "E2M1", "--techniques", "none",
+                     "--no-build", "--samples", "2", "-o", str(tmp_path / "verify")])
+    assert code == cli.EXIT_FAILED
+    assert "NaN/Inf" in capsys.readouterr().err

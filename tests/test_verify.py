@@ -121,3 +121,36 @@ def test_bad_inputs(tmp_path):
         x[1, 2] = bad
         with pytest.raises(ValueError, match="NaN/Inf"):
             verify(model, x, tmp_path, build=False)
+
+
+def test_float_scale_cnn_with_near_ties_is_exact_at_every_exact_stage(tmp_path):
+    """Float scales and a fine E3M4 output grid: many pre-activations lie within float32 error of a
+    boundary; the exact stages still match the reference on every output, and whatever torch /
+    QONNX round differently on this host is explained."""
+    from brevitas_minifloat.zoo import calibrate, cnv_cnn
+
+    torch.manual_seed(0)
+    model = calibrate(cnv_cnn("E3M2", "E3M4", channels=(8, 16), output_bits_or_fmt="E3M4"), batches=3, batch_size=16)
+    report = verify(model, torch.randn(4, 1, 28, 28) * 2, tmp_path)
+    assert report.near_boundary > 0, report.summary()
+    stages = {s.stage: s for s in report.stages}
+    assert all(stages[n].kind == "exact" and stages[n].mismatches == 0 for n in ("lowered", "streamlined", "hw"))
+    assert all(stages[n].unexplained == 0 for n in ("torch", "qonnx")), report.summary()
+    assert report.ok
+
+
+def test_unexplained_float32_difference_fails(tmp_path, monkeypatch):
+    """A float32 stage off by one output step everywhere is not rounding near a boundary."""
+    real_runner = verify_module._onnx_runner
+
+    def shifted(model):
+        run = real_runner(model)
+        return lambda x: run(x) + np.float32(report_quantum[0])
+
+    model = _mlp(8, 4, 3, "E2M3", "E2M1", "E2M2_U", "E3M2")
+    report_quantum = [float(verify(model, torch.randn(2, 8), tmp_path / "q", build=False).output_quantum)]
+    monkeypatch.setattr(verify_module, "_onnx_runner", shifted)
+    with pytest.raises(VerificationError, match="qonnx") as err:
+        verify(model, torch.randn(6, 8) * 2, tmp_path / "v", build=False)
+    stages = {s.stage: s for s in err.value.report.stages}
+    assert stages["qonnx"].unexplained > 0 and stages["torch"].agrees and stages["lowered"].agrees

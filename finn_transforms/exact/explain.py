@@ -6,8 +6,9 @@ only where some quantizer's float32 pre-activation lands on the other side of a 
 exact one. That needs the exact pre-activation ``z`` within the float32 error bound of a boundary:
 ``|z - T| <= eps = 2 * n * 2^-24 * m``, with ``m`` the sum of the absolute values of every term
 behind ``z`` (an abs-mode evaluation of the graph from the reference's quantized values) and ``n``
-the longest accumulation in the graph (largest fan-in) plus its node count: the standard bound
-``gamma_n * sum |terms|`` of recursive float32 summation, doubled. An output is *explained* when it
+the longest accumulation in the graph (largest fan-in) plus 10 further roundings (scale Muls, bias
+Add, BatchNorm's four ops, the quantizer's division): the standard bound ``gamma_n * sum |terms|``
+of recursive float32 summation, doubled. An output is *explained* when it
 depends (through nonzero weights, found by propagating indicator tensors in abs mode) on such a
 near-boundary pre-activation; any other difference is a real disagreement.
 """
@@ -39,8 +40,11 @@ class NearBoundary:
     accumulation_length: int
 
 
+_FURTHER_ROUNDINGS = 10
+
+
 def accumulation_length(model: ModelWrapper) -> int:
-    """``n`` of the error bound: the largest fan-in of a MatMul / Gemm / Conv plus the node count."""
+    """``n`` of the error bound: the largest fan-in of a MatMul / Gemm / Conv plus 10 roundings."""
     fan_in = 1
     for node in model.graph.node:
         w = model.get_initializer(node.input[1]) if len(node.input) > 1 else None
@@ -54,7 +58,7 @@ def accumulation_length(model: ModelWrapper) -> int:
             fan_in = max(fan_in, int(max(shape[-2], shape[-1]) if node.op_type == "Gemm" else shape[-2]))
         elif node.op_type == "Conv" and len(shape) >= 3:
             fan_in = max(fan_in, int(np.prod(shape[1:])))
-    return fan_in + len(model.graph.node)
+    return fan_in + _FURTHER_ROUNDINGS
 
 
 def _nearest_distance(x: Exact, bounds: np.ndarray, groups: np.ndarray | None) -> np.ndarray:

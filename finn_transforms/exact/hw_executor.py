@@ -33,12 +33,12 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 
 from finn_transforms.exact.reference import Context, OpFn, concat, evaluate, node_label
+from finn_transforms.finn_defaults import HW_DOMAIN, is_hw_node
 from finn_transforms.exact.tensor import Exact, ExactError, bound, exact_matmul, int_binary
 from finn_transforms.exact.thresholding import count_reached
 
-__all__ = ["HW_DOMAIN", "execute_exact_hw", "hw_op_registry", "register_hw_op"]
+__all__ = ["execute_exact_hw", "generic_op_type", "hw_op_registry", "register_hw_op"]
 
-HW_DOMAIN = "finn.custom_op.fpgadataflow"
 _HW_REGISTRY: dict[str, OpFn] = {}
 _LIMB = 23
 
@@ -67,7 +67,7 @@ def generic_op_type(node: NodeProto) -> str:
 
 
 def _lookup(node: NodeProto) -> OpFn | None:
-    if not node.domain.startswith(HW_DOMAIN):
+    if not is_hw_node(node):
         return None
     fn = _HW_REGISTRY.get(generic_op_type(node))
     if fn is None:
