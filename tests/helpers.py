@@ -9,6 +9,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 
 @lru_cache(maxsize=1)
 def finn_missing() -> str | None:
@@ -64,3 +66,36 @@ def mvau_attrs(report: Any) -> dict[str, dict[str, Any]]:
             inst = getCustomOp(n)
             out[n.name] = {k: inst.get_nodeattr(k) for k in ("inputDataType", "weightDataType", "binaryXnorMode", "MW")}
     return out
+
+
+def exact_rows(model, x, *, hw: bool = False):
+    """Exact outputs (`finn_transforms.exact.Exact`) of ``model`` for each row of ``x`` (batch-1 graphs),
+    by the reference evaluator or (``hw``) the exact HW executor."""
+    from finn_transforms.exact import evaluate, execute_exact_hw
+    from finn_transforms.exact.reference import concat
+
+    run, cache = (execute_exact_hw if hw else evaluate), {}
+    return concat([next(iter(run(model, x[i : i + 1], cache=cache).values())) for i in range(len(x))], 0)
+
+
+def assert_exact_equal(got, want) -> None:
+    """Two `Exact` tensors hold the same values, element for element."""
+    diff = got.with_num(got.num.reshape(want.shape)) - want
+    bad = int(np.count_nonzero(diff.num))
+    assert bad == 0, f"{bad} of {want.num.size} values differ from the exact reference"
+
+
+def assert_float32_matches_reference(model, x, got) -> None:
+    """A float32 execution (torch, ``execute_onnx``) of the QONNX ``model`` on ``x`` equals the exact
+    reference up to float32 rounding of each value (``fl32(q * s)``), except outputs explained as
+    float32 rounding near a quantizer boundary (`finn_transforms.exact.explain`)."""
+    from finn_transforms.exact.explain import near_boundaries
+
+    for i in range(len(x)):
+        nb = near_boundaries(model, x[i : i + 1])
+        want = next(iter(nb.outputs.values())).to_float64()
+        tainted = next(iter(nb.tainted.values())).reshape(want.shape)
+        value = np.asarray(got[i : i + 1], dtype=np.float64).reshape(want.shape)
+        rounding_only = np.abs(value - want) <= 2.0**-23 * np.abs(want)
+        bad = ~rounding_only & ~tainted
+        assert not bad.any(), f"row {i}: {int(bad.sum())} outputs differ from the exact reference, unexplained"

@@ -164,3 +164,38 @@ def test_far_from_boundaries_nothing_is_tainted():
     nb = near_boundaries(model, np.array([[1.0, 2.0, 2.0]], dtype=F32))  # dot 4.0: far from 3.5 / 4.5
     assert not nb.tainted["y"].any() and nb.near_counts["y"] == 0
     assert evaluate(model, x)["y"].fractions()[0, 0] == 4  # 4.5 is a tie: half to even
+
+
+@pytest.mark.needs_finn
+def test_exact_mvau_with_a_30_bit_accumulator_one_lsb_below_its_threshold():
+    """FINN MVAU, MW = 576: E3M4_U input codes x E3M4 weight codes whose partial sums reach 2^28
+    while the dot product is 6143, one below the threshold 6144 (1.5 in units of 2^-12). The exact HW
+    executor outputs 0 exactly as the integer oracle; FINN's float32 execution may not (informational)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from finn_transforms.exact import execute_exact_hw
+
+    k, big = 576, 287
+    x = np.concatenate([[1], np.full(2 * big, 992), [96]]).astype(F32)[None, :]  # codes of 2^-6, 15.5, 1.5
+    w = np.concatenate([[-1], np.full(big, 992), np.full(big, -992), [64]]).astype(F32)[:, None]
+    assert sum(int(a) * int(b) for a, b in zip(x[0], w[:, 0])) == 6143
+    node = helper.make_node(
+        "MVAU", ["inp", "w", "thr"], ["out"], domain="finn.custom_op.fpgadataflow", name="mvau",
+        backend="fpgadataflow", MW=k, MH=1, SIMD=1, PE=1, inputDataType="UINT10", weightDataType="INT11",
+        outputDataType="UINT1", accDataType="INT32", ActVal=0, binaryXnorMode=0, noActivation=0,
+        numInputVectors=[1],
+    )
+    inits = {"w": w, "thr": np.array([[6144.0]], dtype=F32)}
+    graph = helper.make_graph(
+        [node], "mvau", [helper.make_tensor_value_info("inp", TensorProto.FLOAT, (1, k))],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, (1, 1))],
+        initializer=[helper.make_tensor(n, TensorProto.FLOAT, v.shape, v.ravel()) for n, v in inits.items()],
+    )
+    model = ModelWrapper(qonnx_make_model(graph))
+    assert execute_exact_hw(model, x)["out"].fractions()[0, 0] == 0
+    context = {"inp": x, "w": w, "thr": inits["thr"], "out": np.zeros((1, 1), F32)}
+    getCustomOp(model.graph.node[0]).execute_node(context, model.graph)
+    assert context["out"][0, 0] in (0.0, 1.0)  # FINN's float32 result: 1.0 when the LSB was rounded away
+    model.graph.node[0].attribute[[a.name for a in node.attribute].index("accDataType")].s = b"INT12"
+    with pytest.raises(ExactError, match="accumulator .* exceed accDataType INT12"):
+        execute_exact_hw(model, x)

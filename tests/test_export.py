@@ -17,6 +17,7 @@ from qonnx.util.cleanup import cleanup_model
 from brevitas_minifloat import ExportRefused, MinifloatFormat, export_qonnx, minifloat_act_quant, minifloat_weight_quant
 from finn_transforms.annotations import read_weight_format
 from finn_transforms.custom_op.minifloat_quant import MinifloatQuant  # noqa: F401
+from tests.helpers import assert_float32_matches_reference
 
 
 def _run(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
@@ -59,9 +60,12 @@ def test_export_round_trip_is_bit_exact(tmp_path_factory, wfmt, afmt, out_fmt, s
     exported = export_qonnx(model, x, path)
     with torch.no_grad():
         expected = model(x).numpy()
-    # the last layer is a quantizer: outputs are quantized values, so equality is exact
-    np.testing.assert_array_equal(_run(exported, x.numpy()), expected)
-    np.testing.assert_array_equal(_run(ModelWrapper(str(path)), x.numpy()), expected)
+    # float32 torch and QONNX equal the exact reference up to explained rounding near a boundary
+    # (with float scales their MatMuls round, in orders that differ between kernels and hosts)
+    for got in (expected, _run(exported, x.numpy()), _run(ModelWrapper(str(path)), x.numpy())):
+        assert_float32_matches_reference(exported, x.numpy(), got)
+    if power_of_two:  # exact float32 arithmetic: bit for bit
+        np.testing.assert_array_equal(_run(exported, x.numpy()), expected)
     ops = [n.op_type for n in exported.graph.node]
     assert ops.count("FloatQuant") + ops.count("MinifloatQuant") == 5
     assert model.training is False
@@ -124,8 +128,9 @@ def test_conv_model_exports_exactly(tmp_path):
     _calibrated(model, (8, 2, 8, 8))
     x = torch.randn(1, 2, 8, 8)
     exported = export_qonnx(model, x, tmp_path / "c.onnx")
-    with torch.no_grad():
-        np.testing.assert_array_equal(_run(exported, x.numpy()), model(x).numpy())
+    with torch.no_grad():  # float activation scales, BatchNorm: float32 may round near a boundary
+        for got in (_run(exported, x.numpy()), model(x).numpy()):
+            assert_float32_matches_reference(exported, x.numpy(), got)
 
 
 def test_custom_op_infers_shapes_and_datatypes(tmp_path):
@@ -150,8 +155,9 @@ def test_exports_brevitas_integer_layers_alongside(tmp_path):
     x = torch.randn(1, 16)
     exported = export_qonnx(model, x, tmp_path / "mixed.onnx")
     assert {"Quant", "FloatQuant", "MinifloatQuant"} <= {n.op_type for n in exported.graph.node}
-    with torch.no_grad():
-        np.testing.assert_array_equal(_run(exported, x.numpy()), model(x).numpy())
+    with torch.no_grad():  # float scales: float32 may round near a boundary
+        for got in (_run(exported, x.numpy()), model(x).numpy()):
+            assert_float32_matches_reference(exported, x.numpy(), got)
 
 
 def test_refuses_non_saturating_float_quantizer(tmp_path):

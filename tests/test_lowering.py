@@ -29,6 +29,7 @@ import finn_transforms.custom_op  # noqa: F401
 from brevitas_minifloat.formats import MinifloatFormat
 from finn_transforms.annotations import read_weight_format, record_weight_format
 from finn_transforms.steps import (
+    EXACT_STEPS,
     MINIFLOAT_STEP,
     lower_minifloat,
     make_step_lower_minifloat,
@@ -37,7 +38,7 @@ from finn_transforms.steps import (
 )
 from finn_transforms.thresholds import pair_thresholds, threshold_count
 from finn_transforms.transformation import LowerMinifloatActivations, LowerMinifloatWeights, LoweringError
-from tests.helpers import finn_available
+from tests.helpers import assert_exact_equal, exact_rows, finn_available
 
 F32 = np.float32
 HYP = dict(
@@ -372,8 +373,8 @@ def finn_hw(model, step=step_lower_minifloat, extra=()):
             output_dir=str(build_dir / "out"), synth_clk_period_ns=10.0, generate_outputs=[], steps=[]
         )
         model = step(model, cfg)
-        for name in _FINN_TO_HW + tuple(extra):
-            model = getattr(finn.steps, name)(model, cfg)
+        for name in _FINN_TO_HW + tuple(extra):  # our exact replacements where we have them
+            model = EXACT_STEPS.get(name, getattr(finn.steps, name))(model, cfg)
     return model
 
 
@@ -478,8 +479,9 @@ def test_requant_guard(fmt, scale):
 
 @pytest.mark.needs_finn
 def test_mlp_float_scales_finn_hw():
-    """Non-power-of-two scales through FINN: streamlining re-associates the float scale products, so
-    exactness is not guaranteed near thresholds; measured on random inputs: no quantized output differs."""
+    """Non-power-of-two scales through FINN: streamlining re-associates the float scale products and
+    absorbs them into thresholds in float32; our step_streamline recomputes the thresholds exactly,
+    so the lowered and the HW graph, executed exactly, equal the exact reference on every row."""
     rng = np.random.default_rng(21)
     f = MinifloatFormat.parse
     model = mlp(rng, f("E2M1"), f("E3M2"), f("E2M2_U"), f("E2M3"), pot=False, n_in=32, hidden=16, n_out=8)
@@ -488,9 +490,9 @@ def test_mlp_float_scales_finn_hw():
     model.graph.node.append(quant_node(model, "MinifloatQuant", "y_raw", y, f("E3M2"), F32(0.0371), "qout"))
     model = model.transform(InferShapes())
     x = (rng.normal(size=(100, 32)) * 2).astype(F32)
-    want = run_rows(model, x)
-    np.testing.assert_array_equal(run_rows(lower_minifloat(model), x), want)
-    assert (run_hw(finn_hw(model), x) != want).mean() <= 1e-3
+    want = exact_rows(model, x)
+    assert_exact_equal(exact_rows(lower_minifloat(model), x), want)
+    assert_exact_equal(exact_rows(finn_hw(model), x, hw=True), want)
 
 
 @pytest.mark.needs_finn
@@ -551,18 +553,19 @@ def test_build_estimates_with_our_step(tmp_path):
 
 
 def test_mlp_float_scales():
-    """Non-power-of-two scales: every quantizer output is still exact, but the reference's float32
-    MatMul of fake-quantized values rounds differently from the integer MatMul + Mul, so the layer
-    outputs may differ in the last bit, and a quantizer can then differ when its input lies within
-    that rounding of a threshold. Measured here (and in the report): quantized activations agree."""
+    """Non-power-of-two scales: float32 executions of the source and the lowered graph round their
+    MatMuls differently (fake-quantized float weights vs integer weights + Mul), so they may differ
+    near a threshold; the exact evaluations of both agree on every quantized tensor."""
+    from finn_transforms.exact import evaluate
+
     rng = np.random.default_rng(11)
     f = MinifloatFormat.parse
     model = mlp(rng, f("E2M1"), f("E3M2"), f("E2M2_U"), f("E2M3"), batch=512, pot=False)
     x = mlp_inputs(model, f("E2M1"), rng, 256)
-    want, got = run(model, x, full=True), run(lowered := lower_minifloat(model), x, full=True)
-    np.testing.assert_array_equal(got["xq"], want["xq"])
-    assert (got["hq"] != want["hq"]).mean() < 1e-3
-    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-6 * np.abs(want["y"]).max())
+    lowered = lower_minifloat(model)
+    want, got = evaluate(model, x, return_all=True), evaluate(lowered, x, return_all=True)
+    for tensor in ("xq", "hq", "y"):
+        assert_exact_equal(got[tensor], want[tensor])
     assert lowered is not model
 
 

@@ -16,6 +16,7 @@ value, which `finn_transforms.exact.explain` turns into float32 error bounds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -188,10 +189,6 @@ def _ints(x: Exact | None, ctx: Context, what: str) -> list[int]:
         raise ctx.fail(f"{what}: {err}") from None
 
 
-def _scalar_factor(x: Exact, ctx: Context) -> Fraction | None:
-    return x.fractions().ravel()[0] if x.num.size == 1 else None
-
-
 # --------------------------------------------------------------------------- elementwise
 @register_op("Add")
 def _add(ins, ctx):
@@ -215,23 +212,14 @@ def _div(ins, ctx):
         raise ctx.fail("division by a computed tensor (only division by a constant is exact here)")
     if np.any(b.num == 0):
         raise ctx.fail("division by zero")
-    if b.num.size == 1:
-        factor = 1 / _scalar_factor(b, ctx)
-        return [a.times(abs(factor) if ctx.abs_mode else factor)]
-    # elementwise 1/c: common denominator over the constant's distinct values
+    # 1/c over the constant's distinct values, brought to one common denominator
     uniq, inv = np.unique(b.num, return_inverse=True)
     recips = [Fraction(1) / (int(v) * b.scale) for v in uniq]
     if ctx.abs_mode:
         recips = [abs(r) for r in recips]
-    den = np.lcm.reduce([r.denominator for r in recips]) if len(recips) < 64 else None
-    if den is None or den > (1 << 62):
-        from math import lcm
-
-        den = 1
-        for r in recips:
-            den = lcm(den, r.denominator)
+    den = math.lcm(*(r.denominator for r in recips))
     nums = np.array([int(r * den) for r in recips], dtype=object)[inv.reshape(b.num.shape)]
-    return [a * Exact.from_ints(nums, Fraction(1, int(den)))]
+    return [a * Exact.from_ints(nums, Fraction(1, den))]
 
 
 @register_op("Neg")
