@@ -21,6 +21,7 @@ from qonnx.core.onnx_exec import execute_onnx
 
 from brevitas_minifloat.export import export_qonnx
 from brevitas_minifloat.qonnx_contract import is_minifloat_quant, minifloat_format_of
+from finn_transforms.native.mapping import DEFAULT_MAPPING, DEFAULT_MAX_ACC_BITS
 from finn_transforms.steps import lower_minifloat, make_step_lower_minifloat
 from finn_transforms.transformation import DEFAULT_MAX_THRESHOLDS, DEFAULT_MAX_WEIGHT_BITS
 
@@ -110,6 +111,8 @@ def verify(
     build: bool = True,
     max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS,
     max_thresholds: int = DEFAULT_MAX_THRESHOLDS,
+    mapping: str = DEFAULT_MAPPING,
+    max_acc_bits: int = DEFAULT_MAX_ACC_BITS,
     float_rtol: float = 1e-5,
     max_mismatch_fraction: float = 0.0,
     raise_on_mismatch: bool = True,
@@ -119,6 +122,8 @@ def verify(
 
     ``build=False`` stops after the lowered graph (no FINN build). ``build_kwargs`` go to
     `finn_transforms.build.build_estimates` (e.g. ``fpga_part``, ``folding_config``). Raises
+    ``mapping`` / ``max_acc_bits``: which minifloat layers become native layers and their accumulator
+    limit (`finn_transforms.native.mapping`). Raises
     `VerificationError` (with the report) when a stage disagrees on more than
     ``max_mismatch_fraction`` of the outputs (default: on any), unless ``raise_on_mismatch=False``.
     The model is evaluated in eval mode; its parameters are not changed.
@@ -142,7 +147,7 @@ def verify(
         model.train(was_training)
     x = inputs.detach().numpy().astype(np.float32)
     quantum = _output_quantum(exported)
-    lowered = lower_minifloat(exported, max_weight_bits=max_weight_bits, max_thresholds=max_thresholds)
+    lowered = lower_minifloat(exported, max_weight_bits=max_weight_bits, max_thresholds=max_thresholds, mapping=mapping)
     lowered.save(str(out / "lowered.onnx"))
     outputs = {
         "qonnx": _run_per_sample(_onnx_runner(exported), x),
@@ -153,7 +158,9 @@ def verify(
         from finn_transforms.build import build_estimates
         from finn_transforms.hw_exec import execute_build
 
-        step = make_step_lower_minifloat(max_weight_bits=max_weight_bits, max_thresholds=max_thresholds)
+        step = make_step_lower_minifloat(
+            max_weight_bits=max_weight_bits, max_thresholds=max_thresholds, mapping=mapping, max_acc_bits=max_acc_bits
+        )
         build_dir = out / "finn_build"
         estimates = build_estimates(exported, build_dir, extra_steps_before=[step], **build_kwargs)
 
