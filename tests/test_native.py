@@ -24,7 +24,6 @@ from qonnx.custom_op.registry import getCustomOp
 
 from brevitas_minifloat.formats import MinifloatFormat
 from brevitas_minifloat.hw.operands import IntegerFormat
-from finn_transforms import finn_env
 from finn_transforms.native.mapping import check_mapping
 from finn_transforms.native.ordinal import nonnegative_part, ordinal_thresholds
 from finn_transforms.native.spec import ordinal_embedded
@@ -33,7 +32,7 @@ from finn_transforms.transformation import LoweringError
 from tests import oracle
 from tests.strategies import interesting_values
 
-needs_finn = pytest.mark.skipif(not finn_env.finn_available(), reason="FINN+ not installed")
+needs_finn = pytest.mark.needs_finn
 
 #: The formats the issue names: OCP-like 4/6/8-bit, an M0 format, flush-to-zero, unsigned.
 FORMATS = ["E2M1", "E2M3", "E3M2", "E4M3", "E5M2", "E3M0", "E2M1_NOSUB", "E2M2_U", "E4M3_FN", "E5M2_IEEE", "E3M2_U_NOSUB"]
