@@ -34,6 +34,9 @@ from qonnx.transformation.infer_shapes import InferShapes
 
 from brevitas_minifloat.qonnx_contract import FORMAT_KEY, is_minifloat_quant
 from finn_transforms.build.step_list import splice_steps
+from finn_transforms.native import steps as native_steps
+from finn_transforms.native.mapping import DEFAULT_MAPPING, DEFAULT_MAX_ACC_BITS, check_mapping
+from finn_transforms.native.steps import record_max_acc_bits
 from finn_transforms.transformation import (
     DEFAULT_MAX_THRESHOLDS,
     DEFAULT_MAX_WEIGHT_BITS,
@@ -47,7 +50,8 @@ from finn_transforms.transformation.clamp_xnor_popcount_thresholds import xnor_t
 
 __all__ = [
     "MINIFLOAT_STEP",
-    "EXACT_STEPS",
+    "REPLACED_FINN_STEPS",
+    "XNOR_EXACT_STEPS",
     "lower_minifloat",
     "make_step_lower_minifloat",
     "minifloat_estimate_steps",
@@ -67,6 +71,7 @@ def lower_minifloat(
     *,
     max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS,
     max_thresholds: int = DEFAULT_MAX_THRESHOLDS,
+    mapping: str = DEFAULT_MAPPING,
 ) -> ModelWrapper:
     """Lower every minifloat quantizer and every SYQ weight with reduction-axis scales of a QONNX model
     (returns a new model; the input is untouched).
@@ -78,8 +83,12 @@ def lower_minifloat(
     ``a_g = s * k_g`` (`LowerSyqGroupScales`; per-layer / per-channel SYQ scales are FINN's own
     business). Other quantizers of constants (e.g. of a bias) are left to constant folding. Other
     integer ``Quant`` nodes are left for FINN. ``max_weight_bits`` bounds both kinds of integer weight.
+    ``mapping`` (``"auto"``, ``"native"``, ``"embedding"``; `finn_transforms.native.mapping`) picks the
+    minifloat layers that become native layers: their activations lower to ordinal thresholds +
+    ``OrdinalDecode``, their weights are marked for the native MVAU (the limits do not apply to them).
     Raises `LoweringError` naming the node that cannot be lowered exactly.
     """
+    check_mapping(mapping)
     model = model.transform(InferShapes())
     if model.get_nodes_by_op_type("Gemm"):
         from qonnx.transformation.gemm_to_matmul import GemmToMatMul
@@ -93,9 +102,9 @@ def lower_minifloat(
         with warnings.catch_warnings():  # "only offers explicit support for version 9 of the Gemm node"
             warnings.simplefilter("ignore")
             model = model.transform(GemmToMatMul()).transform(InferShapes())
-    model = model.transform(LowerMinifloatWeights(max_weight_bits=max_weight_bits))
+    model = model.transform(LowerMinifloatWeights(max_weight_bits, mapping=mapping, max_thresholds=max_thresholds))
     model = model.transform(LowerSyqGroupScales(max_weight_bits=max_weight_bits))
-    model = model.transform(LowerMinifloatActivations(max_thresholds=max_thresholds))
+    model = model.transform(LowerMinifloatActivations(max_thresholds=max_thresholds, mapping=mapping))
     left = [n for n in model.graph.node if is_minifloat_quant(n) and model.get_initializer(n.input[0]) is None]
     if left:  # pragma: no cover - the activation pass lowers or raises
         raise LoweringError(f"minifloat quantizers left after lowering: {[n.name for n in left]}")
@@ -153,12 +162,15 @@ def _guard_requant(model: ModelWrapper, cfg: Any) -> None:
         cfg.requant_bitwidth_threshold = widest + 1
 
 
-def _step(model: ModelWrapper, cfg: Any, max_weight_bits: int, max_thresholds: int) -> ModelWrapper:
+def _step(
+    model: ModelWrapper, cfg: Any, max_weight_bits: int, max_thresholds: int, mapping: str, max_acc_bits: int
+) -> ModelWrapper:
     had_minifloat = any(is_minifloat_quant(n) for n in model.graph.node) or any(
         e.key == FORMAT_KEY for a in model.graph.quantization_annotation for e in a.quant_parameter_tensor_names
     )
     had_quant = had_minifloat or any(model.get_nodes_by_op_type(op) for op in _INTEGER_QONNX_OPS)
-    model = lower_minifloat(model, max_weight_bits=max_weight_bits, max_thresholds=max_thresholds)
+    model = lower_minifloat(model, max_weight_bits=max_weight_bits, max_thresholds=max_thresholds, mapping=mapping)
+    record_max_acc_bits(model, max_acc_bits)
     _guard_requant(model, cfg)
     # FINN's step_qonnx_to_finn only runs (cleanup + ConvertQONNXtoFINN: Gemm/Conv-bias handling,
     # constant folding of quantized constants, layouts) when integer QONNX quantizers remain.
@@ -171,28 +183,40 @@ def step_lower_minifloat(model: ModelWrapper, cfg: Any) -> ModelWrapper:
     """Builder step: exact lowering of minifloat quantizers and SYQ row/pixel weights; put it before
     ``step_qonnx_to_finn``.
 
-    Limits come from ``cfg.minifloat_max_weight_bits`` / ``cfg.minifloat_max_thresholds`` when the
-    config object has them, else the defaults (16 bits, 4096 thresholds per channel).
+    Limits and the mapping come from ``cfg.minifloat_max_weight_bits`` /
+    ``cfg.minifloat_max_thresholds`` / ``cfg.minifloat_mapping`` / ``cfg.minifloat_max_acc_bits``
+    when the config object has them, else the defaults (16 bits, 4096 thresholds per channel,
+    ``"auto"``, 96 accumulator bits).
     """
     return _step(
         model,
         cfg,
         int(getattr(cfg, "minifloat_max_weight_bits", DEFAULT_MAX_WEIGHT_BITS)),
         int(getattr(cfg, "minifloat_max_thresholds", DEFAULT_MAX_THRESHOLDS)),
+        check_mapping(getattr(cfg, "minifloat_mapping", DEFAULT_MAPPING)),
+        int(getattr(cfg, "minifloat_max_acc_bits", DEFAULT_MAX_ACC_BITS)),
     )
 
 
 def make_step_lower_minifloat(
-    *, max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS, max_thresholds: int = DEFAULT_MAX_THRESHOLDS
+    *,
+    max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS,
+    max_thresholds: int = DEFAULT_MAX_THRESHOLDS,
+    mapping: str = DEFAULT_MAPPING,
+    max_acc_bits: int = DEFAULT_MAX_ACC_BITS,
 ) -> Callable[[ModelWrapper, Any], ModelWrapper]:
-    """``step_lower_minifloat`` with explicit limits (a callable step named ``step_lower_minifloat``)."""
-    LowerMinifloatWeights(max_weight_bits)  # validate now, not in the middle of a build
+    """``step_lower_minifloat`` with explicit limits and mapping (`finn_transforms.native.mapping`;
+    ``max_acc_bits`` bounds the exact accumulator of native layers), a callable step named
+    ``step_lower_minifloat``."""
+    LowerMinifloatWeights(max_weight_bits, mapping=mapping)  # validate now, not in the middle of a build
     LowerSyqGroupScales(max_weight_bits)
     LowerMinifloatActivations(max_thresholds)
+    if int(max_acc_bits) < 2:
+        raise ValueError(f"max_acc_bits must be >= 2, got {max_acc_bits}")
 
     @functools.wraps(step_lower_minifloat)
     def step(model: ModelWrapper, cfg: Any) -> ModelWrapper:
-        return _step(model, cfg, int(max_weight_bits), int(max_thresholds))
+        return _step(model, cfg, int(max_weight_bits), int(max_thresholds), mapping, int(max_acc_bits))
 
     return step
 
@@ -232,13 +256,15 @@ def _finn_step(name: str) -> Callable[[ModelWrapper, Any], ModelWrapper]:
 
 
 def step_minimize_bit_width_initial(model: ModelWrapper, cfg: Any) -> ModelWrapper:
-    """FINN's ``step_minimize_bit_width_initial``, exact for XNOR-popcount MVAUs (`xnor_exact_step`)."""
-    return xnor_exact_step(_finn_step("step_minimize_bit_width_initial"))(model, cfg)
+    """FINN's ``step_minimize_bit_width_initial``, exact for XNOR-popcount MVAUs (`xnor_exact_step`) and
+    for native layers with accumulators over 64 bits (`finn_transforms.native.steps.wide_accumulator_step`)."""
+    return xnor_exact_step(native_steps.wide_accumulator_step(_finn_step("step_minimize_bit_width_initial")))(model, cfg)
 
 
 def step_minimize_bit_width(model: ModelWrapper, cfg: Any) -> ModelWrapper:
-    """FINN's ``step_minimize_bit_width``, exact for XNOR-popcount MVAUs (`xnor_exact_step`)."""
-    return xnor_exact_step(_finn_step("step_minimize_bit_width"))(model, cfg)
+    """FINN's ``step_minimize_bit_width``, exact for XNOR-popcount MVAUs (`xnor_exact_step`) and for
+    native layers with accumulators over 64 bits (`finn_transforms.native.steps.wide_accumulator_step`)."""
+    return xnor_exact_step(native_steps.wide_accumulator_step(_finn_step("step_minimize_bit_width")))(model, cfg)
 
 
 def step_streamline(model: ModelWrapper, cfg: Any) -> ModelWrapper:
@@ -251,11 +277,19 @@ def step_streamline(model: ModelWrapper, cfg: Any) -> ModelWrapper:
     return model.transform(ExactAbsorbedThresholds(before))
 
 
-#: FINN step name -> our exact replacement (same name, so intermediate models keep theirs).
-EXACT_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
-    "step_streamline": step_streamline,
+#: FINN step name -> our XNOR-exact replacement (same name, so intermediate models keep theirs).
+XNOR_EXACT_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
     "step_minimize_bit_width_initial": step_minimize_bit_width_initial,
     "step_minimize_bit_width": step_minimize_bit_width,
+}
+
+#: Every FINN step our builds replace by a same-named extension: exact streamlining, the XNOR-exact
+#: steps and the native minifloat steps (`finn_transforms.native.steps`; no-ops without native layers).
+REPLACED_FINN_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
+    "step_streamline": step_streamline,
+    **XNOR_EXACT_STEPS,
+    "step_convert_to_hw": native_steps.step_convert_to_hw,
+    "step_target_fps_parallelization": native_steps.step_target_fps_parallelization,
 }
 
 
@@ -263,9 +297,8 @@ def minifloat_estimate_steps(
     base: Sequence[str | Callable] | None = None, *, step: str | Callable = MINIFLOAT_STEP
 ) -> list[str | Callable]:
     """FINN's ``estimate_only_dataflow_steps`` (or ``base``) with ``step`` inserted before
-    ``step_qonnx_to_finn`` (prepended when there is none) and FINN's bit-width minimisation steps
-    and streamlining (given by name) replaced by their exact versions (`EXACT_STEPS`, as
-    ``"finn_transforms.steps.step_minimize_bit_width"`` strings)."""
+    ``step_qonnx_to_finn`` (prepended when there is none) and the FINN steps we extend (given by
+    name) replaced by ours (`REPLACED_FINN_STEPS`, as ``"package.module.step"`` strings)."""
     if base is None:
         from finn.builder.build_dataflow_config import estimate_only_dataflow_steps
 

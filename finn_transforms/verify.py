@@ -38,6 +38,7 @@ from brevitas_minifloat.qonnx_contract import is_minifloat_quant, minifloat_form
 from finn_transforms.exact import Exact, evaluate
 from finn_transforms.exact.explain import near_boundaries
 from finn_transforms.exact.reference import concat
+from finn_transforms.native.mapping import DEFAULT_MAPPING, DEFAULT_MAX_ACC_BITS
 from finn_transforms.steps import lower_minifloat, make_step_lower_minifloat
 from finn_transforms.transformation import DEFAULT_MAX_THRESHOLDS, DEFAULT_MAX_WEIGHT_BITS
 
@@ -201,6 +202,8 @@ def verify(
     build: bool = True,
     max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS,
     max_thresholds: int = DEFAULT_MAX_THRESHOLDS,
+    mapping: str = DEFAULT_MAPPING,
+    max_acc_bits: int = DEFAULT_MAX_ACC_BITS,
     float_rtol: float = 1e-5,
     max_mismatch_fraction: float = 0.0,
     raise_on_mismatch: bool = True,
@@ -210,14 +213,15 @@ def verify(
     """Export, lower, build and compare every stage with the exact reference on ``inputs`` (a batch).
 
     ``build=False`` stops after the lowered graph (no FINN build). ``build_kwargs`` go to
-    `finn_transforms.build.build_estimates` (e.g. ``fpga_part``, ``folding_config``). Exact stages
-    must match on every output; float32 stages (torch, QONNX) may differ only where float32 rounding
-    near a boundary explains it, and ``max_mismatch_fraction`` tolerates that fraction of
-    *unexplained* float32 differences (default none). Raises `VerificationError` (with the report)
-    unless ``raise_on_mismatch=False``; ``ValueError`` for NaN/Inf or malformed inputs.
-    ``extra_stages``: callables receiving ``{"exported", "lowered", "build_dir", "output_dir"}``
-    and returning a `Stage` (or None to skip). The model is evaluated in eval mode; its parameters
-    are not changed.
+    `finn_transforms.build.build_estimates` (e.g. ``fpga_part``, ``folding_config``).
+    ``mapping`` / ``max_acc_bits``: which minifloat layers become native layers and their accumulator
+    limit (`finn_transforms.native.mapping`). Exact stages must match on every output; float32 stages
+    (torch, QONNX) may differ only where float32 rounding near a boundary explains it, and
+    ``max_mismatch_fraction`` tolerates that fraction of *unexplained* float32 differences (default
+    none). Raises `VerificationError` (with the report) unless ``raise_on_mismatch=False``;
+    ``ValueError`` for NaN/Inf or malformed inputs. ``extra_stages``: callables receiving
+    ``{"exported", "lowered", "build_dir", "output_dir"}`` and returning a `Stage` (or None to skip).
+    The model is evaluated in eval mode; its parameters are not changed.
     """
     x = _check_inputs(inputs)
     out = Path(output_dir)
@@ -231,7 +235,7 @@ def verify(
     finally:
         model.train(was_training)
     quantum = _output_quantum(exported)
-    lowered = lower_minifloat(exported, max_weight_bits=max_weight_bits, max_thresholds=max_thresholds)
+    lowered = lower_minifloat(exported, max_weight_bits=max_weight_bits, max_thresholds=max_thresholds, mapping=mapping)
     lowered.save(str(out / "lowered.onnx"))
 
     stages = [
@@ -244,7 +248,9 @@ def verify(
         from finn_transforms.build import build_estimates
         from finn_transforms.hw_exec import load_full_graph
 
-        step = make_step_lower_minifloat(max_weight_bits=max_weight_bits, max_thresholds=max_thresholds)
+        step = make_step_lower_minifloat(
+            max_weight_bits=max_weight_bits, max_thresholds=max_thresholds, mapping=mapping, max_acc_bits=max_acc_bits
+        )
         build_dir = out / "finn_build"
         estimates = build_estimates(exported, build_dir, extra_steps_before=[step], **build_kwargs)
         stages += [

@@ -29,8 +29,8 @@ import finn_transforms.custom_op  # noqa: F401
 from brevitas_minifloat.formats import MinifloatFormat
 from finn_transforms.annotations import read_weight_format, record_weight_format
 from finn_transforms.steps import (
-    EXACT_STEPS,
     MINIFLOAT_STEP,
+    REPLACED_FINN_STEPS,
     lower_minifloat,
     make_step_lower_minifloat,
     minifloat_estimate_steps,
@@ -374,7 +374,7 @@ def finn_hw(model, step=step_lower_minifloat, extra=()):
         )
         model = step(model, cfg)
         for name in _FINN_TO_HW + tuple(extra):  # our exact replacements where we have them
-            model = EXACT_STEPS.get(name, getattr(finn.steps, name))(model, cfg)
+            model = REPLACED_FINN_STEPS.get(name, getattr(finn.steps, name))(model, cfg)
     return model
 
 
@@ -667,13 +667,19 @@ def test_refusal_dynamic_scale_and_tampered_folded_weight():
 def test_limits_are_settable_on_steps():
     model = single_act(E2M1)
     with pytest.raises(LoweringError, match="max_thresholds=8"):
-        make_step_lower_minifloat(max_thresholds=8)(model, object())
+        make_step_lower_minifloat(max_thresholds=8, mapping="embedding")(model, object())
 
     class Cfg:
         minifloat_max_thresholds = 8
+        minifloat_mapping = "embedding"
 
     with pytest.raises(LoweringError, match="max_thresholds=8"):
         step_lower_minifloat(model, Cfg())
+    # the default mapping ("auto") lowers what the embedding refuses to ordinal thresholds instead
+    lowered = make_step_lower_minifloat(max_thresholds=8)(model, object())
+    assert [n.op_type for n in lowered.graph.node] == ["MultiThreshold", "OrdinalDecode", "Mul"]
+    with pytest.raises(ValueError, match="mapping must be one of"):
+        make_step_lower_minifloat(mapping="fp8")
     with pytest.raises(ValueError):
         make_step_lower_minifloat(max_weight_bits=40)
     assert make_step_lower_minifloat().__name__ == "step_lower_minifloat"

@@ -185,8 +185,10 @@ def measured_mac_job(workload: dict, weights: str, activations: str, options: di
 
 def _finn_estimates(exported, out: Path, options: dict) -> dict:
     from finn_transforms.finn_env import FinnNotAvailableError
-    from finn_transforms.steps import MINIFLOAT_STEP, lower_minifloat
+    from finn_transforms.steps import lower_minifloat, make_step_lower_minifloat
     from finn_transforms.transformation import LoweringError
+
+    mapping = options.get("mapping", "embedding")
 
     try:
         from finn_transforms.build import FinnBuildError, build_estimates
@@ -195,13 +197,13 @@ def _finn_estimates(exported, out: Path, options: dict) -> dict:
         require_finn()
     except (ImportError, FinnNotAvailableError) as err:
         try:  # still tell lowerable from not lowerable
-            lower_minifloat(exported)
+            lower_minifloat(exported, mapping=mapping)
         except LoweringError as low:
             return {"status": "not lowerable", "reason": _error(low)}
         return {"status": "finn missing", "reason": f"{_error(err)} (install FINN+: see README, `make setup`)"}
     try:
         report = build_estimates(
-            exported, out / "finn", extra_steps_before=[MINIFLOAT_STEP],
+            exported, out / "finn", extra_steps_before=[make_step_lower_minifloat(mapping=mapping)],
             target_fps=options.get("target_fps"), clock_ns=float(options.get("clock_ns", 10.0)),
             fpga_part=options.get("fpga_part", DEFAULT_FPGA_PART),
         )

@@ -15,7 +15,8 @@ __all__ = ["DEFAULT_SOFTWARE_OPS", "UnmappedNodes", "make_mapping_check", "unmap
 
 #: Op types that may stay outside the accelerator, at the start or end of the graph, without
 #: failing the build: layout changes and the final float scale/bias/arg-max that usually run on
-#: the host. Any other node FINN did not convert to a HW layer (a leftover ``Quant``,
+#: the host (and ``OrdinalDecode``, the table lookup of a native minifloat output quantizer's
+#: ordinals). Any other node FINN did not convert to a HW layer (a leftover ``Quant``,
 #: ``FloatQuant``, ``MultiThreshold``, float ``Conv``, ...) makes ``build_estimates`` fail.
 DEFAULT_SOFTWARE_OPS = frozenset(
     {
@@ -32,6 +33,7 @@ DEFAULT_SOFTWARE_OPS = frozenset(
         "TopK",
         "ArgMax",
         "Softmax",
+        "OrdinalDecode",
     }
 )
 

@@ -55,20 +55,22 @@ def splice_steps(
     finn_lookup: Mapping[str, Callable] | None = None,
 ) -> list[BuildStep]:
     """``base`` with ``before_qonnx_to_finn`` inserted before ``step_qonnx_to_finn`` (prepended when
-    there is none) and FINN's streamlining and bit-width minimisation steps replaced by their exact
-    versions (``finn_transforms.steps.EXACT_STEPS``, as ``"finn_transforms.steps.<name>"`` strings).
+    there is none) and the FINN steps we extend replaced by ours of the same name
+    (``finn_transforms.steps.REPLACED_FINN_STEPS``: exact streamlining, XNOR-exact bit-width minimisation, the native
+    minifloat conversion and folding; as ``"package.module.<name>"`` strings).
 
     A step is FINN's when given by its FINN name or, with ``finn_lookup`` (FINN's step registry), as
     FINN's own function object.
     """
-    from finn_transforms.steps import EXACT_STEPS  # steps.py imports this module
+    from finn_transforms.steps import REPLACED_FINN_STEPS  # steps.py imports this module
 
     steps = []
     for step in base:
         name = step_label(step)
         is_finn = step == name or (finn_lookup is not None and finn_lookup.get(name) is step)
-        if name in EXACT_STEPS and is_finn:
-            step = f"finn_transforms.steps.{name}"
+        if name in REPLACED_FINN_STEPS and is_finn:
+            ours = REPLACED_FINN_STEPS[name]
+            step = f"{ours.__module__}.{ours.__name__}"
         steps.append(step)
     names = [step_label(s) for s in steps]
     at = names.index("step_qonnx_to_finn") if "step_qonnx_to_finn" in names else 0

@@ -85,7 +85,7 @@ def op_registry() -> dict[str, OpFn]:
 
 
 def _load_builtin_ops() -> None:
-    from finn_transforms.exact import quantizers  # noqa: F401  (registers the quantizer ops)
+    from finn_transforms.exact import native_ops, quantizers  # noqa: F401  (they register their ops)
 
 
 def evaluate(

@@ -8,7 +8,10 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
+from brevitas_minifloat.formats import MinifloatFormat
 from brevitas_minifloat.qonnx_contract import is_minifloat_quant
+from finn_transforms.native.mapping import check_mapping, ordinal_blockers
+from finn_transforms.native.ordinal import OrdinalDecode, nonnegative_part, ordinal_datatype
 from finn_transforms.thresholds import pair_thresholds, threshold_count
 from finn_transforms.transformation._common import (
     DEFAULT_MAX_THRESHOLDS,
@@ -45,13 +48,18 @@ class LowerMinifloatActivations(Transformation):
     convention, non-constant or non-positive scales, scales varying along more than one axis or along
     an axis MultiThreshold cannot address, inputs of rank < 2, and more than ``max_thresholds``
     thresholds per channel (the threshold memory grows with the integer range: E4M3 needs 491520).
+
+    ``mapping`` (`finn_transforms.native.mapping`): where it picks ordinals, the MultiThreshold keeps
+    only the distinct thresholds and outputs the ordinal (``out_bias = 0``, ``UINT<ordinal bits>``),
+    followed by ``OrdinalDecode`` (ordinal -> ``k``) and the same ``Mul(scale * delta)``.
     """
 
-    def __init__(self, max_thresholds: int = DEFAULT_MAX_THRESHOLDS):
+    def __init__(self, max_thresholds: int = DEFAULT_MAX_THRESHOLDS, mapping: str = "embedding"):
         super().__init__()
         if int(max_thresholds) < 1:
             raise ValueError(f"max_thresholds must be positive, got {max_thresholds}")
         self.max_thresholds = int(max_thresholds)
+        self.mapping = check_mapping(mapping)
 
     def apply(self, model: ModelWrapper):
         for node in list(model.graph.node):
@@ -80,16 +88,47 @@ class LowerMinifloatActivations(Transformation):
             )
         return axis
 
+    @staticmethod
+    def _absorbable_relu(model: ModelWrapper, x: str) -> NodeProto | None:
+        relu = model.find_producer(x)
+        if relu is not None and relu.op_type == "Relu" and len(model.find_consumers(x)) == 1 and x not in {
+            o.name for o in model.graph.output
+        }:
+            return relu
+        return None
+
+    def _ordinal(self, model: ModelWrapper, node: NodeProto, fmt: MinifloatFormat, out_fmt, count: int) -> bool:
+        """Whether this quantizer lowers to ordinal thresholds (the mapping rule, module docstring of
+        `finn_transforms.native.mapping`)."""
+        if self.mapping == "embedding" or (self.mapping == "auto" and count <= self.max_thresholds):
+            return False
+        if out_fmt is None:
+            blockers = [f"no minifloat format holds exactly the non-negative values of {fmt.name}"]
+        else:
+            blockers = ordinal_blockers(model, node.output[0], zero_is_first=out_fmt.values()[0] == 0)
+        if not blockers:
+            return True
+        if count > self.max_thresholds:
+            raise LoweringError(
+                f"cannot lower {label(node)}: {fmt.name} needs {count} thresholds per channel as integers (more "
+                f"than max_thresholds={self.max_thresholds}), and as ordinals for native layers: {blockers[0]}"
+            )
+        return False
+
     def _lower(self, model: ModelWrapper, node: NodeProto) -> None:
         fmt = format_of(model, node)
         count = threshold_count(fmt)
-        if count > self.max_thresholds:
+        x = node.input[0]
+        relu = self._absorbable_relu(model, x)
+        out_fmt = nonnegative_part(fmt) if relu is not None else fmt
+        ordinal = self._ordinal(model, node, fmt, out_fmt, count)
+        if not ordinal and count > self.max_thresholds:
             raise LoweringError(
                 f"cannot lower {label(node)}: {fmt.name} needs {count} thresholds per channel (integer range "
                 f"[{fmt.integer_min}, {fmt.integer_max}]), more than max_thresholds={self.max_thresholds}"
+                + ("" if self.mapping == "native" else "; mapping='native' needs one per distinct value")
             )
         scale = scale_of(model, node)
-        x = node.input[0]
         shape = model.get_tensor_shape(x)
         rank = len(shape) if shape is not None else None
         if rank is not None and rank < 2:
@@ -101,16 +140,16 @@ class LowerMinifloatActivations(Transformation):
             raise LoweringError(f"cannot lower {label(node)}: {err}") from err
 
         out_bias, out_dtype = fmt.integer_min, DataType[fmt.integer_datatype]
-        relu = model.find_producer(x)
-        if relu is not None and relu.op_type == "Relu" and len(model.find_consumers(x)) == 1 and x not in {
-            o.name for o in model.graph.output
-        }:
+        if relu is not None:
             keep = fmt.values()[1:] > 0  # only these thresholds can count once inputs are >= 0
             T, jumps = T[:, keep], jumps[keep]
             out_bias, out_dtype = 0, DataType[f"UINT{max(1, fmt.integer_max.bit_length())}"]
             x = relu.input[0]
             model.graph.node.remove(relu)
-        thresholds = np.repeat(T, jumps, axis=1).astype(np.float32)
+        if ordinal:
+            thresholds, out_bias, out_dtype = T.astype(np.float32), 0, ordinal_datatype(out_fmt)
+        else:
+            thresholds = np.repeat(T, jumps, axis=1).astype(np.float32)
 
         if axis is None:
             annotated = model.get_tensor_layout(x)
@@ -135,11 +174,23 @@ class LowerMinifloatActivations(Transformation):
         )
         sd_name = model.make_new_valueinfo_name()
         model.set_initializer(sd_name, sd)
-        mul = helper.make_node("Mul", [k_name, sd_name], [node.output[0]], name=f"{base}_scale")
         model.set_tensor_datatype(k_name, out_dtype)
+        new_nodes = [mt]
+        if ordinal:
+            o_name, k_name = k_name, model.make_new_valueinfo_name()
+            if shape is not None:
+                model.set_tensor_shape(k_name, shape)
+            model.set_tensor_datatype(k_name, DataType[out_fmt.integer_datatype])
+            new_nodes.append(
+                helper.make_node(
+                    "OrdinalDecode", [o_name], [k_name], domain=OrdinalDecode.DOMAIN, name=f"{base}_decode",
+                    format=out_fmt.name,
+                )
+            )
+        new_nodes.append(helper.make_node("Mul", [k_name, sd_name], [node.output[0]], name=f"{base}_scale"))
         pos = list(model.graph.node).index(node)
-        model.graph.node.insert(pos, mul)
-        model.graph.node.insert(pos, mt)
+        for new in reversed(new_nodes):
+            model.graph.node.insert(pos, new)
         model.graph.node.remove(node)
         for name in node.input[1:]:
             if name and not model.find_consumers(name) and model.get_initializer(name) is not None:

@@ -11,8 +11,10 @@ from qonnx.util.basic import get_by_name
 
 from brevitas_minifloat.formats import MinifloatFormat
 from brevitas_minifloat.qonnx_contract import is_minifloat_quant, read_weight_format
-from finn_transforms.thresholds import quantize_scaled
+from finn_transforms.native.mapping import check_mapping, is_dense_weighted, mark_native_weight, upstream_quantizer
+from finn_transforms.thresholds import quantize_scaled, threshold_count
 from finn_transforms.transformation._common import (
+    DEFAULT_MAX_THRESHOLDS,
     DEFAULT_MAX_WEIGHT_BITS,
     LoweringError,
     checked_scale,
@@ -57,14 +59,34 @@ class LowerMinifloatWeights(Transformation):
     Refused with `LoweringError`: scales that vary along the reduction axis (they do not factor out
     of the dot product), non-saturating quantizers, ``max_val`` matching no special-value convention,
     weights needing more than ``max_weight_bits`` bits, non-constant scales.
+    ``mapping`` (`finn_transforms.native.mapping`): weights picked for a native layer are lowered the
+    same way, but without the width limit, and marked (tensor annotation) for conversion to codes.
     Quantized constants feeding anything else are left alone (constant folding handles them exactly).
     """
 
-    def __init__(self, max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS):
+    def __init__(
+        self,
+        max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS,
+        mapping: str = "embedding",
+        max_thresholds: int = DEFAULT_MAX_THRESHOLDS,
+    ):
         super().__init__()
         if not 2 <= int(max_weight_bits) <= 24:
             raise ValueError(f"max_weight_bits must be in 2..24 (float32 holds integers exactly up to 2^24), got {max_weight_bits}")
         self.max_weight_bits = int(max_weight_bits)
+        self.mapping = check_mapping(mapping)
+        self.max_thresholds = int(max_thresholds)
+
+    def _native(self, model: ModelWrapper, node: NodeProto, bits: int) -> bool:
+        """Whether this weight goes to a native layer (`finn_transforms.native.mapping`): always with
+        ``"native"``; with ``"auto"`` when its embedding is too wide or its input will be ordinals
+        (an activation quantizer whose embedding needs more than ``max_thresholds``)."""
+        if self.mapping == "embedding" or not is_dense_weighted(node):
+            return False
+        if self.mapping == "native" or bits > self.max_weight_bits:
+            return True
+        quant = upstream_quantizer(model, node.input[0])
+        return quant is not None and threshold_count(format_of(model, quant)) > self.max_thresholds
 
     # ------------------------------------------------------------------ matching
     def _match(self, model: ModelWrapper, node: NodeProto):
@@ -141,12 +163,20 @@ class LowerMinifloatWeights(Transformation):
                 "factor out of the dot product (only per-output-channel or per-tensor scales lower exactly)"
             )
         dtype = weight_datatype(k, fmt.signed)
-        if dtype.bitwidth() > self.max_weight_bits:
+        native = self._native(model, node, dtype.bitwidth())
+        if not native and dtype.bitwidth() > self.max_weight_bits:
             raise LoweringError(
                 f"cannot lower {where}: {fmt.name} weights need {dtype.name} (k in [{int(k.min())}, {int(k.max())}]), "
                 f"wider than max_weight_bits={self.max_weight_bits}"
+                + (
+                    "; mapping='auto' or 'native' stores its codes in a native layer instead"
+                    if self.mapping == "embedding"
+                    else f"; native layers are dense (this is a {node.op_type} with groups)"
+                )
             )
-        assert np.abs(k).max(initial=0) < _MAX_EXACT_INT
+        # float32 holds every k exactly: a minifloat value times a power of two (checked, not assumed)
+        assert native or np.abs(k).max(initial=0) < _MAX_EXACT_INT
+        assert np.array_equal(k.astype(np.float32).astype(np.float64), k)
         sd = scale_times_delta(np.ascontiguousarray(per_out[:, 0]), fmt, quant if quant is not None else node)
         if np.all(sd == sd[0]):
             sd = np.asarray(sd[0], dtype=np.float32)
@@ -158,6 +188,8 @@ class LowerMinifloatWeights(Transformation):
         model.set_initializer(kname, k.astype(np.float32))
         model.set_tensor_datatype(kname, dtype)
         node.input[1] = kname
+        if native:
+            mark_native_weight(model, kname, fmt.name)
 
         scale_output(model, node, sd, "minifloat_scale", where, k.ndim)
 

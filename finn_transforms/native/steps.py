@@ -1,0 +1,138 @@
+"""FINN builder steps of the native minifloat flow (same names as the FINN steps they extend).
+
+``step_convert_to_hw``: the conversion to native layers (`finn_transforms.native.conversion`),
+then FINN's conversion of the rest to HW layers. The conversion: decodes moved to their MatMuls
+(after FINN's streamlining, which the intermediate ``step_streamline`` model shows untouched and
+executable in float32), FINN's transpose clean-up
+re-run (a decode between two transposes, or a transpose and a flatten, kept them from merging), ``[OrdinalDecode ->] MatMul``
+-> ``MinifloatMVAU``. ``step_target_fps_parallelization``: FINN's folding, then `SetNativeFolding`
+for the native layers. Both are no-ops on graphs without native layers, so the build uses them in
+place of FINN's unconditionally (`finn_transforms.steps.REPLACED_FINN_STEPS`).
+
+The lowering step records the user's accumulator limit in the model's metadata
+(`record_max_acc_bits`), so the conversion, which runs much later in the build, honours it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.infer_data_layouts import InferDataLayouts
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.infer_shapes import InferShapes
+
+from finn_transforms.native.folding import NATIVE_OP_TYPES, SetNativeFolding
+from finn_transforms.native.mapping import DEFAULT_MAX_ACC_BITS, native_weight_format
+
+_MAX_ACC_KEY = "minifloat_max_acc_bits"
+
+
+def record_max_acc_bits(model: ModelWrapper, max_acc_bits: int) -> None:
+    model.set_metadata_prop(_MAX_ACC_KEY, str(int(max_acc_bits)))
+
+
+def convert_to_native(model: ModelWrapper) -> ModelWrapper:
+    """The conversion half of ``step_convert_to_hw`` (see the module docstring)."""
+    if not model.get_nodes_by_op_type("OrdinalDecode") and not _has_native_weights(model):
+        return model
+    from finn.transformation.streamline.absorb import (
+        AbsorbConsecutiveTransposes,
+        AbsorbTransposeIntoFlatten,
+        AbsorbTransposeIntoMultiThreshold,
+    )
+    from finn.transformation.streamline.reorder import MakeMaxPoolNHWC
+
+    from finn_transforms.native.conversion import (
+        AbsorbMulIntoOrdinalDecode,
+        InferMinifloatMVAU,
+        MoveOrdinalDecodeForward,
+        check_no_inner_decode,
+    )
+
+    for _ in range(4):  # each round can expose another cancelling transpose pair
+        before = len(model.graph.node)
+        model = model.transform(MoveOrdinalDecodeForward()).transform(InferDataLayouts())
+        model = model.transform(AbsorbTransposeIntoMultiThreshold())
+        model = model.transform(MakeMaxPoolNHWC())
+        model = model.transform(AbsorbConsecutiveTransposes())
+        model = model.transform(AbsorbTransposeIntoFlatten())
+        model = model.transform(InferShapes()).transform(InferDataTypes())
+        if len(model.graph.node) == before:
+            break
+    model = model.transform(MoveOrdinalDecodeForward())
+    max_acc = int(model.get_metadata_prop(_MAX_ACC_KEY) or DEFAULT_MAX_ACC_BITS)
+    model = model.transform(InferMinifloatMVAU(max_acc_bits=max_acc))
+    model = model.transform(AbsorbMulIntoOrdinalDecode())
+    check_no_inner_decode(model)
+    return model.transform(InferShapes()).transform(InferDataTypes()).transform(InferDataLayouts())
+
+
+def _has_native_weights(model: ModelWrapper) -> bool:
+    return any(len(n.input) > 1 and native_weight_format(model, n.input[1]) for n in model.get_nodes_by_op_type("MatMul"))
+
+
+def _finn_step(name: str):
+    from finn_transforms.finn_env import import_builder
+
+    return getattr(import_builder().steps, name)
+
+
+def step_convert_to_hw(model: ModelWrapper, cfg: Any) -> ModelWrapper:
+    """The conversion to native minifloat layers, then FINN's ``step_convert_to_hw``."""
+    return _finn_step("step_convert_to_hw")(convert_to_native(model), cfg)
+
+
+def step_target_fps_parallelization(model: ModelWrapper, cfg: Any) -> ModelWrapper:
+    """FINN's ``step_target_fps_parallelization``, then `SetNativeFolding` at the same target."""
+    model = _finn_step("step_target_fps_parallelization")(model, cfg)
+    target = cfg._resolve_cycles_per_frame()
+    if target is not None:
+        model = model.transform(SetNativeFolding(target, mvau_wwidth_max=cfg.mvau_wwidth_max))
+    return model
+
+
+_QONNX_MAX_INT_BITS = 64
+
+
+@contextmanager
+def wide_integer_datatypes(model: ModelWrapper) -> Iterator[None]:
+    """Let qonnx size integers as wide as the widest native accumulator (+1 for its thresholds).
+
+    Works around qonnx 1.0: ``DataType.get_smallest_possible`` only tries integer types up to 64
+    bits, so FINN's ``RoundAndClipThresholds`` raises ("Could not find a suitable int datatype")
+    on the thresholds after a wider exact accumulator (E5M2 x E5M2: 69 bits for a 3x3 kernel).
+    The candidate list is extended only while a wrapped FINN step runs on such a graph.
+    """
+    widest = max(
+        (getCustomOp(n).get_accumulator_datatype().bitwidth() for n in model.graph.node if n.op_type in NATIVE_OP_TYPES),
+        default=0,
+    )
+    if widest < _QONNX_MAX_INT_BITS:
+        yield
+        return
+    original = DataType.get_accumulator_dt_cands
+    extra = range(_QONNX_MAX_INT_BITS + 1, widest + 2)
+    DataType.get_accumulator_dt_cands = staticmethod(
+        lambda: original() + [f"UINT{n}" for n in extra] + [f"INT{n}" for n in extra]
+    )
+    try:
+        yield
+    finally:
+        DataType.get_accumulator_dt_cands = staticmethod(original)
+
+
+def wide_accumulator_step(finn_step: Callable[[ModelWrapper, Any], ModelWrapper]) -> Callable[[ModelWrapper, Any], ModelWrapper]:
+    """``finn_step`` under `wide_integer_datatypes` (keeps the step's name)."""
+
+    @functools.wraps(finn_step)
+    def step(model: ModelWrapper, cfg: Any) -> ModelWrapper:
+        with wide_integer_datatypes(model):
+            return finn_step(model, cfg)
+
+    return step
