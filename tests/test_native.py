@@ -310,7 +310,8 @@ def test_verify_mixed_native_and_integer_model(tmp_path, mapping):
     from finn_transforms.verify import verify
 
     report = verify(mixed_model(), torch.randn(8, 16) * 3, tmp_path, mapping=mapping)
-    assert report.ok and [s.stage for s in report.stages] == ["qonnx", "lowered", "streamlined", "hw"]
+    assert report.ok and [s.stage for s in report.stages] == ["torch", "qonnx", "lowered", "streamlined", "hw", "hw_float32"]
+    assert all(s.mismatches == 0 for s in report.stages if s.kind == "exact"), report.summary()
     ops = {layer.op_type for layer in report.estimates.layers}
     assert {"MinifloatMVAU_rtl", "MVAU_rtl"} <= ops or {"MinifloatMVAU_rtl", "MVAU_hls"} <= ops
 
