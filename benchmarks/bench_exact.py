@@ -20,26 +20,23 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-warnings.filterwarnings("ignore")
+import torch
+from qonnx.core.onnx_exec import execute_onnx
+
+from brevitas_minifloat import export_qonnx
+from brevitas_minifloat.zoo import calibrate, cnv_cnn
+from finn_transforms.build import build_estimates
+from finn_transforms.exact import evaluate, execute_exact_hw
+from finn_transforms.hw_exec import execute_build, load_full_graph
+from finn_transforms.steps import MINIFLOAT_STEP
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from qonnx.core.onnx_exec import execute_onnx  # noqa: E402
-
-from brevitas_minifloat import export_qonnx  # noqa: E402
-from brevitas_minifloat.zoo import calibrate, cnv_cnn  # noqa: E402
-from finn_transforms.build import build_estimates  # noqa: E402
-from finn_transforms.exact import evaluate, execute_exact_hw  # noqa: E402
-from finn_transforms.hw_exec import execute_build, load_full_graph  # noqa: E402
-from finn_transforms.steps import MINIFLOAT_STEP  # noqa: E402
+warnings.filterwarnings("ignore")
 
 SHAPE = dict(channels=(64, 128), in_channels=3, image_size=32)
 

@@ -2,7 +2,7 @@
 
 FINN+ is built to be started through its ``finn`` CLI (``run_finn.py``) on a machine with Vivado.
 Its analytic estimate-only flow needs neither, but a few global-state assumptions get in the way
-(DESIGN.md section 5). Every workaround lives here, each next to the upstream behaviour it works
+(docs/design.md, "Upstream workarounds"). Every workaround lives here, each next to the upstream behaviour it works
 around, and each is undone on exit from its context manager:
 
 - :func:`finn_session`: ``FINN_SETTINGS`` pointing at a settings file, an existing absolute
@@ -46,7 +46,7 @@ __all__ = [
     "require_finn",
 ]
 
-#: The FINN+ release this project is written against (DESIGN.md section 5).
+#: The FINN+ release this project is written against (docs/design.md, "Upstream workarounds").
 FINN_PLUS_VERSION = "1.6.1"
 
 FINN_INSTALL_HINT = (

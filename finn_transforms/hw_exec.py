@@ -9,7 +9,7 @@ generic op in a copy of the graph, keeping all attributes (folding, data types, 
 thresholds are the same), so the folded, specialized graph runs with ``execute_onnx``. This
 checks the graph transformations (streamlining, conversion to HW, folding, bit-width
 minimization); it does not simulate the HLS or RTL code. Measured: integer-exact against Brevitas
-for W4A4 and W2A2 MLPs (DESIGN.md section 5) and for the TFC / CNV-like test models
+for W4A4 and W2A2 MLPs (docs/design.md, "Upstream workarounds") and for the TFC / CNV-like test models
 (tests/test_build.py), except inputs lying exactly on a float32 threshold (Brevitas rounds half to
 even, FINN compares ``x >= T``).
 

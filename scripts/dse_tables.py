@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from brevitas_minifloat.dse import (  # noqa: E402
     TECHNIQUE_STUDY,

@@ -16,19 +16,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-warnings.filterwarnings("ignore")
+import torch
+
+from brevitas_minifloat.zoo import calibrate, cnv_cnn
+from finn_transforms.verify import verify
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from brevitas_minifloat.zoo import calibrate, cnv_cnn  # noqa: E402
-from finn_transforms.verify import verify  # noqa: E402
+warnings.filterwarnings("ignore")
 
 MODELS = [
     ("E2M3 x E3M2", dict(weights="E2M3", activations="E3M2", channels=(16, 32))),

@@ -2,7 +2,7 @@
 
 Our proxies export as standard ``FloatQuant`` where qonnx executes the format exactly (signed, with
 subnormals) and as our ``MinifloatQuant`` otherwise (unsigned, flush-to-zero), sidestepping three
-Brevitas 0.13 export bugs (DESIGN.md section 3): non-OCP float quantizers fail to export, signedness
+Brevitas 0.13 export bugs (docs/design.md, "Upstream workarounds"): non-OCP float quantizers fail to export, signedness
 is dropped, ``has_subnormal`` is hard-coded. Weight formats are also recorded on the graph so that
 qonnx's ``cleanup_model`` (which constant-folds weight quantizers) cannot erase them.
 """
