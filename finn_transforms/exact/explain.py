@@ -41,6 +41,16 @@ class NearBoundary:
 
 
 _FURTHER_ROUNDINGS = 10
+_EXACT_IN_FLOAT32 = ("Identity", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Relu", "MaxPool")
+
+
+def _rounds_in_float32(model: ModelWrapper, tensor: str) -> bool:
+    """False when ``tensor`` is a graph input moved / clipped / max-pooled only: float32 computes it exactly."""
+    producer = model.find_producer(tensor)
+    while producer is not None and producer.op_type in _EXACT_IN_FLOAT32:
+        tensor = producer.input[0]
+        producer = model.find_producer(tensor)
+    return producer is not None
 
 
 def accumulation_length(model: ModelWrapper) -> int:
@@ -94,6 +104,9 @@ def near_boundaries(model: ModelWrapper, inputs: Mapping[str, np.ndarray] | np.n
     near = {}
     for name, (node, x, bounds, groups) in seen.items():
         if model.get_initializer(node.input[0]) is not None:  # quantized weights: a float32 constant
+            continue
+        if not _rounds_in_float32(model, node.input[0]):  # e.g. the input quantizer: nothing rounds before it
+            near[name] = np.zeros(x.shape, dtype=bool)
             continue
         eps = 2.0 * n * _U32 * mags[node.input[0]].to_float64() + np.finfo(np.float32).tiny
         near[name] = _nearest_distance(x, bounds, groups) <= eps
