@@ -261,9 +261,9 @@ def verify(
     context = {"exported": exported, "lowered": lowered, "build_dir": build_dir, "output_dir": out}
     stages += [s for s in (make(context) for make in extra_stages) if s is not None]
 
-    refs, taints, near_total = [], [], 0
+    refs, taints, near_total, cache = [], [], 0, {}
     for i in range(len(x)):
-        nb = near_boundaries(exported, x[i : i + 1])
+        nb = near_boundaries(exported, x[i : i + 1], cache=cache)
         refs.append(next(iter(nb.outputs.values())))
         taints.append(next(iter(nb.tainted.values())))
         near_total += sum(nb.near_counts.values())

@@ -85,21 +85,25 @@ def _nearest_distance(x: Exact, bounds: np.ndarray, groups: np.ndarray | None) -
     return np.where(np.isnan(d), np.inf, d)
 
 
-def near_boundaries(model: ModelWrapper, inputs: Mapping[str, np.ndarray] | np.ndarray) -> NearBoundary:
-    """Exact outputs of ``model`` and, per output element, whether float32 rounding may change it."""
+def near_boundaries(
+    model: ModelWrapper, inputs: Mapping[str, np.ndarray] | np.ndarray, *, cache: dict | None = None
+) -> NearBoundary:
+    """Exact outputs of ``model`` and, per output element, whether float32 rounding may change it
+    (``cache``: kept by the caller across calls on the same model, as for `evaluate`)."""
+    cache = {} if cache is None else cache
     seen: dict[str, tuple] = {}
 
     def observe(node, x, bounds, groups, codes):
         seen[node.output[0]] = (node, x, bounds, groups)
 
-    values = evaluate(model, inputs, observer=observe, return_all=True)
+    values = evaluate(model, inputs, observer=observe, return_all=True, cache=cache)
     quant_outputs = {name: abs_value(values[name]) for name in seen}
     if isinstance(inputs, Mapping):
         abs_inputs = {k: np.abs(np.asarray(v, dtype=np.float64)) for k, v in inputs.items()}
         zero_inputs = {k: np.zeros(np.shape(v)) for k, v in inputs.items()}
     else:
         abs_inputs, zero_inputs = np.abs(np.asarray(inputs, dtype=np.float64)), np.zeros(np.shape(inputs))
-    mags = evaluate(model, abs_inputs, abs_mode=True, overrides=quant_outputs, return_all=True)
+    mags = evaluate(model, abs_inputs, abs_mode=True, overrides=quant_outputs, return_all=True, cache=cache)
     n = accumulation_length(model)
     near = {}
     for name, (node, x, bounds, groups) in seen.items():
@@ -109,6 +113,12 @@ def near_boundaries(model: ModelWrapper, inputs: Mapping[str, np.ndarray] | np.n
             near[name] = np.zeros(x.shape, dtype=bool)
             continue
         eps = 2.0 * n * _U32 * mags[node.input[0]].to_float64() + np.finfo(np.float32).tiny
+        relu = model.find_producer(node.input[0])
+        if relu is not None and relu.op_type == "Relu":
+            # relu(z) >= T <=> z >= T for T > 0, and T <= 0 is always reached: the rounding that
+            # matters is the pre-ReLU value's (a clipped 0 from z = -5 is far from every boundary)
+            x = values[relu.input[0]]
+            bounds = np.where(bounds > 0, bounds, np.float32(-np.inf))
         near[name] = _nearest_distance(x, bounds, groups) <= eps
 
     # Dependency on near-boundary elements, by two abs-mode passes from zero inputs: a baseline
@@ -117,7 +127,7 @@ def near_boundaries(model: ModelWrapper, inputs: Mapping[str, np.ndarray] | np.n
     # boundary); an element is tainted where the tainted pass exceeds the baseline.
     fixed = {name: quant_outputs[name] for name in seen if name not in near}  # weights keep |w|
     zeros = {name: Exact.from_ints(np.zeros(values[name].shape, dtype=np.int64)) for name in near}
-    base = evaluate(model, zero_inputs, abs_mode=True, overrides={**fixed, **zeros}, return_all=True)
+    base = evaluate(model, zero_inputs, abs_mode=True, overrides={**fixed, **zeros}, return_all=True, cache=cache)
     inputs_of = {name: node.input[0] for name, (node, *_rest) in seen.items()}
 
     def taint(name: str, value: Exact) -> Exact:
@@ -128,7 +138,7 @@ def near_boundaries(model: ModelWrapper, inputs: Mapping[str, np.ndarray] | np.n
         rose = (value - base[inputs_of[name]]).num > 0  # in abs mode a quantizer passes its input on
         return Exact.from_ints((rose | near[name]).astype(np.int64))
 
-    marked = evaluate(model, zero_inputs, abs_mode=True, overrides=taint, return_all=True)
+    marked = evaluate(model, zero_inputs, abs_mode=True, overrides=taint, return_all=True, cache=cache)
     tainted = {o.name: np.asarray((marked[o.name] - base[o.name]).num > 0) for o in model.graph.output}
     outputs = {o.name: values[o.name] for o in model.graph.output}
     return NearBoundary(

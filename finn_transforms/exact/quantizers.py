@@ -59,6 +59,8 @@ def _quantize(
     ``code_fn(x_f32, *group_params)`` is the float32 code function (params broadcast as ``(G, 1)``);
     ``value_of(*param_values)`` gives a group's ``(unit, offset)``: value = ``(code - offset) * unit``.
     """
+    if ctx.abs_mode:
+        return x  # magnitudes only (callers override quantizer outputs with exact values)
     inv, uniq = group_index(x.shape, params)
     key = ("boundaries", ctx.node.name, ctx.node.output[0], tuple(u.tobytes() for u in uniq))
     if key not in ctx.cache:
@@ -68,8 +70,6 @@ def _quantize(
             bounds = float32_boundaries(lambda v: code_fn(v, *cols), targets)
         ctx.cache[key] = bounds
     bounds = ctx.cache[key]
-    if ctx.abs_mode:
-        return x  # magnitudes only (callers override quantizer outputs with exact values)
     if ctx.observer is not None:
         ctx.observer(ctx.node, x, bounds, inv, codes)
     idx = count_reached(x, bounds, inv)
