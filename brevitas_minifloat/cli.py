@@ -295,14 +295,12 @@ def cmd_export(args) -> int:
 def cmd_build(args) -> int:
     if reason := _finn_missing():
         raise CliError(f"`build` needs FINN+: {reason}")
-    from finn_transforms.build import FinnBuildError, build_estimates
-    from finn_transforms.steps import MINIFLOAT_STEP
+    from finn_transforms import FinnBuildError, build_estimates
 
     try:
-        report = build_estimates(
-            args.onnx, args.output, fpga_part=args.fpga_part, clock_ns=args.clock_ns, target_fps=args.target_fps,
-            folding_config=args.folding_config, extra_steps_before=[] if args.no_lowering else [MINIFLOAT_STEP],
-        )
+        report = build_estimates(args.onnx, args.output, fpga_part=args.fpga_part, clock_ns=args.clock_ns,
+                                 target_fps=args.target_fps, folding_config=args.folding_config,
+                                 lower=not args.no_lowering)
     except FileNotFoundError as err:
         raise CliError(str(err)) from None
     except ValueError as err:

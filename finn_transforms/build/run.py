@@ -82,6 +82,7 @@ def build_estimates(
     allowed_software_ops: Collection[str] | None = DEFAULT_SOFTWARE_OPS,
     config_overrides: Mapping[str, Any] | None = None,
     quiet: bool = True,
+    lower: bool = True,
 ) -> EstimateReport:
     """Run FINN's estimate-only dataflow build on a QONNX model and return its estimates.
 
@@ -122,6 +123,10 @@ def build_estimates(
         config_overrides: further ``DataflowBuildConfig`` fields, e.g.
             ``{"standalone_thresholds": True}`` or ``{"specialize_layers_config_file": path}``.
         quiet: keep FINN's console output out of the terminal (it is always in the build log).
+        lower: run our lowering step (``finn_transforms.steps.step_lower_minifloat``: minifloat and
+            SYQ quantizers -> integer weights + MultiThreshold) after ``extra_steps_before``, unless
+            ``extra_steps_before`` or ``steps`` already hold a step of that name (e.g.
+            ``make_step_lower_minifloat(...)`` with other limits). ``False``: FINN's flow only.
 
     Returns:
         The parsed :class:`EstimateReport`.
@@ -154,7 +159,7 @@ def build_estimates(
     start = time.perf_counter()
     with finn_session(build_dir), builder_io(quiet=quiet):
         finn = import_builder()
-        step_fns = _assemble_steps(finn, steps, extra_steps_before, allowed_software_ops, recorder)
+        step_fns = _assemble_steps(finn, steps, extra_steps_before, allowed_software_ops, recorder, lower)
         cfg_kwargs = dict(
             output_dir=str(out),
             synth_clk_period_ns=float(clock_ns),
@@ -229,12 +234,19 @@ def build_estimates(
 
 
 
-def _assemble_steps(finn, steps, extra_steps_before, allowed_software_ops, recorder: StepRecorder) -> list:
-    """FINN's (or the given) steps spliced with ours, resolved, checked before partitioning, timed."""
+def _assemble_steps(finn, steps, extra_steps_before, allowed_software_ops, recorder: StepRecorder,
+                    lower: bool = True) -> list:
+    """FINN's (or the given) steps spliced with ours (our lowering last unless given or ``lower=False``),
+    resolved, checked before partitioning, timed."""
+    from finn_transforms.steps import MINIFLOAT_STEP
+
     lookup = finn.steps.build_dataflow_step_lookup
     if isinstance(extra_steps_before, (str, bytes)) or callable(extra_steps_before):
         extra_steps_before = [extra_steps_before]
     base = list(finn.config.estimate_only_dataflow_steps if steps is None else steps)
+    lowering = MINIFLOAT_STEP.rpartition(".")[2]
+    if lower and lowering not in {step_label(s).rpartition(".")[2] for s in [*extra_steps_before, *base]}:
+        extra_steps_before = [*extra_steps_before, MINIFLOAT_STEP]
     spliced = splice_steps(base, list(extra_steps_before), finn_lookup=lookup)
     resolved = [resolve_step(s, lookup) for s in spliced]
     names = [step_label(fn) for fn in resolved]
