@@ -50,7 +50,8 @@ def _cases(d: Path):
                                       ["MODEL", "model.onnx", "ONNX file", "build"]),
         "unknown model factory": (["export", "nosuchpkg.nets:fn", "--w-format", "E2M1"], 2,
                                   ["MODEL", "nosuchpkg.nets:fn", "No module named"]),
-        "lowering refusal in verify": (["verify", MLP, "--state-dict", str(d / "mlp_sd.pt"), "--w-format", "E2M1",
+        # E4M3 activations need 491,520 thresholds as integers and cannot feed INT4 layers as ordinals
+        "lowering refusal in verify": (["verify", MLP, "--state-dict", str(d / "mlp_sd.pt"), "--w-format", "INT4",
                                         "--a-format", "E4M3", "--techniques", "none", "--no-build", "--samples", "2",
                                         "-o", str(d / "verify")], 1,
                                        ["cannot verify", "MinifloatQuant", "thresholds per channel"]),
@@ -163,11 +164,12 @@ def test_model_from_the_current_directory_and_no_warnings(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "nets.py").write_text("import torch.nn as nn\n\ndef mlp():\n"
                                  "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.ReLU(), nn.Linear(8, 10))\n")
-    p = _run(["export", "mypkg.nets:mlp", "--w-format", "E2M1", "--a-format", "E4M3", "--techniques", "none",
+    p = _run(["export", "mypkg.nets:mlp", "--w-format", "INT4", "--a-format", "E4M3", "--techniques", "none",
               "-o", "m.onnx"], tmp_path)
     assert p.returncode == 0, p.stderr
     assert "PTQ calibration data: 256 training images of mnist-5k (--data mnist-5k)" in p.stdout
-    # the only stderr line: our warning that `build` refuses E4M3 activations (no third-party warnings)
+    # the only stderr line: our warning that `build` refuses E4M3 activations before INT4 layers (no
+    # third-party warnings)
     (line,) = p.stderr.strip().splitlines()
     assert line.startswith("warning: `brevitas-minifloat build` will refuse m.onnx") and "thresholds" in line
     verbose = _run(["export", "mypkg.nets:mlp", "--w-format", "E2M1", "--techniques", "none", "-o", "m.onnx",
