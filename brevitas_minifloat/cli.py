@@ -150,7 +150,7 @@ def _lowering_refusal(exported) -> str | None:
 # ----------------------------------------------------------------------------------------- dse
 #: dse options that change what a sweep computes (the rest only change how it runs)
 _SWEEP_OPTIONS = ("model", "state_dict", "train_epochs", "epochs", "data", "data_root", "calibration_size",
-                  "eval_size", "no_finn", "target_fps", "mac_cost", "measured_mac")
+                  "eval_size", "no_finn", "target_fps", "mac_cost", "measured_mac", "mappings")
 
 
 def _report_dir(args, parser_defaults: dict, space, base) -> tuple[Path, dict]:
@@ -242,7 +242,8 @@ def cmd_dse(args) -> int:
     try:
         result = run_dse(workload, space, report_dir, executor=executor, workers=args.workers, finn=finn,
                          target_fps=args.target_fps, progress=not args.quiet, recompute=args.recompute,
-                         keep_builds=args.keep_builds, cache_dir=out / "cache", **kwargs)
+                         keep_builds=args.keep_builds, cache_dir=out / "cache",
+                         mappings=args.mappings, **kwargs)
     finally:
         if cleanup is not None:
             cleanup()
@@ -300,7 +301,7 @@ def cmd_build(args) -> int:
     try:
         report = build_estimates(args.onnx, args.output, fpga_part=args.fpga_part, clock_ns=args.clock_ns,
                                  target_fps=args.target_fps, folding_config=args.folding_config,
-                                 lower=not args.no_lowering)
+                                 lower=not args.no_lowering, mapping=args.mapping)
     except FileNotFoundError as err:
         raise CliError(str(err)) from None
     except ValueError as err:
@@ -326,7 +327,8 @@ def cmd_verify(args) -> int:
     model, inputs, source = _model_for_export(args)
     print(f"comparison inputs: {len(inputs)} {source}", flush=True)
     try:
-        report = verify(model, inputs, args.output, build=not args.no_build, raise_on_mismatch=False)
+        report = verify(model, inputs, args.output, build=not args.no_build, raise_on_mismatch=False,
+                        mapping=args.mapping)
     except (LoweringError, ExportRefused) as err:
         raise CliError(f"cannot verify: {err}", EXIT_FAILED) from None
     except FinnBuildError as err:
@@ -336,6 +338,24 @@ def cmd_verify(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------- main
+#: finn_transforms.native.mapping.MAPPINGS, spelled out so that --help does not import qonnx (a test checks they agree)
+MAPPINGS = ("auto", "native", "embedding")
+
+
+def _mappings(text: str) -> tuple[str, ...]:
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [n for n in names if n not in MAPPINGS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected names from {', '.join(MAPPINGS)}, got {text!r}")
+    return names
+
+
+def _add_mapping_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mapping", choices=MAPPINGS, default="auto",
+                   help="minifloat layers as native FINN layers (native), as the integers that contain them "
+                        "(embedding), or native only where the embedding is refused (auto, the default)")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true", help="show third-party warnings (Brevitas, torch, FINN)")
 
@@ -398,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scheduler", help="Dask scheduler address (with --executor dask; default: a local cluster)")
     d.add_argument("--workers", type=types.positive_int, default=2, help="local worker processes")
     d.add_argument("--no-finn", action="store_true", help="skip FINN estimates (accuracy and MAC cost only)")
+    d.add_argument("--mappings", type=_mappings, default=("embedding", "native"),
+                   help="how minifloat points are built, each a row: comma-separated from "
+                        f"{', '.join(MAPPINGS)} (default: embedding,native)")
     d.add_argument("--target-fps", type=types.positive_float, default=10_000.0, help="FINN folding target")
     d.add_argument("--mac-cost", type=types.entry_point,
                    help="per-MAC cost function 'package.module:function', called as fn(weight, act, fan_in=n) -> "
@@ -429,12 +452,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--folding-config", help="FINN folding config JSON (default: none)")
     b.add_argument("--no-lowering", action="store_true", help="do not insert step_lower_minifloat")
     _add_common(b)
+    _add_mapping_arg(b)
     b.set_defaults(func=cmd_build)
 
     v = parser("verify", help="exactness chain torch -> QONNX -> lowered -> FINN (finn_transforms.verify)")
     _add_model_args(v)
     v.add_argument("-o", "--output", default="out/verify", help="folder of the exported and lowered graphs")
     v.add_argument("--no-build", action="store_true", help="stop after the lowered graph (no FINN)")
+    _add_mapping_arg(v)
     v.set_defaults(func=cmd_verify)
     return ap
 

@@ -30,6 +30,7 @@ from finn_transforms.build.step_list import (
 from finn_transforms.finn_defaults import DEFAULT_CLOCK_NS, DEFAULT_FPGA_PART
 from finn_transforms.finn_env import builder_io, finn_session, import_builder, require_finn
 from finn_transforms.model_io import ModelLike, load_onnx_model
+from finn_transforms.native.mapping import DEFAULT_MAPPING, check_mapping
 
 __all__ = ["FinnBuildError", "build_estimates", "step_qonnx_cleanup"]
 
@@ -83,6 +84,7 @@ def build_estimates(
     config_overrides: Mapping[str, Any] | None = None,
     quiet: bool = True,
     lower: bool = True,
+    mapping: str = DEFAULT_MAPPING,
 ) -> EstimateReport:
     """Run FINN's estimate-only dataflow build on a QONNX model and return its estimates.
 
@@ -127,6 +129,9 @@ def build_estimates(
             SYQ quantizers -> integer weights + MultiThreshold) after ``extra_steps_before``, unless
             ``extra_steps_before`` or ``steps`` already hold a step of that name (e.g.
             ``make_step_lower_minifloat(...)`` with other limits). ``False``: FINN's flow only.
+        mapping: which minifloat layers our lowering step builds as native layers (``"auto"``,
+            ``"native"``, ``"embedding"``; `finn_transforms.native.mapping`), for steps that do not
+            fix it themselves (``MINIFLOAT_STEP``, ``make_step_lower_minifloat()``).
 
     Returns:
         The parsed :class:`EstimateReport`.
@@ -138,6 +143,7 @@ def build_estimates(
         FinnNotAvailableError: FINN+ is not installed.
     """
     require_finn()
+    check_mapping(mapping)
     if not clock_ns > 0:
         raise ValueError(f"clock_ns must be positive, got {clock_ns}")
     if target_fps is not None and not target_fps >= 1:
@@ -174,6 +180,7 @@ def build_estimates(
         )
         _apply_overrides(cfg_kwargs, config_overrides, finn.config.DataflowBuildConfig)
         cfg = finn.config.DataflowBuildConfig(**cfg_kwargs)
+        cfg.minifloat_mapping = mapping  # read by our lowering step (finn_transforms.steps)
         try:
             # Inside a pytest run FINN re-raises step exceptions; otherwise it logs them and
             # returns -1. Both end up in the same FinnBuildError below.
