@@ -32,27 +32,10 @@ Results are cached as plain JSON, keyed by a hash of every generated file (HDL a
 the scripts and both Yosys versions.
 """
 
-from finn_transforms.synth.hdl import (
-    SV_REWRITES,
-    ThresholdSynthError,
-    build_threshold_layer,
-    finn_threshold_estimate,
-    generate_thresholding_hdl,
-    threshold_counts,
-)
-from finn_transforms.synth.simulation import simulate_thresholding
-from finn_transforms.synth.slang import slang_missing, slang_version
-from finn_transforms.synth.synthesis import synthesize_thresholding
+from finn_transforms.synth import hdl, simulation, slang, synthesis
+from finn_transforms.synth.hdl import *  # noqa: F403
+from finn_transforms.synth.simulation import *  # noqa: F403
+from finn_transforms.synth.slang import *  # noqa: F403
+from finn_transforms.synth.synthesis import *  # noqa: F403
 
-__all__ = [
-    "SV_REWRITES",
-    "ThresholdSynthError",
-    "build_threshold_layer",
-    "finn_threshold_estimate",
-    "generate_thresholding_hdl",
-    "simulate_thresholding",
-    "slang_missing",
-    "slang_version",
-    "synthesize_thresholding",
-    "threshold_counts",
-]
+__all__ = [*hdl.__all__, *slang.__all__, *synthesis.__all__, *simulation.__all__]
