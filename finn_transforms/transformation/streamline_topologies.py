@@ -20,10 +20,15 @@ Matched: any FINN-ONNX graph (the input of FINN's ``step_streamline``).
 Replaced: FINN's streamlining sequence (``step_streamline``: ``Streamline``, ``LowerConvsToMatMul``,
 ``MakeMaxPoolNHWC``, transposes absorbed, ``ConvertBipolarMatMulToXnorPopcount``) with, in addition,
 ``AbsorbScalarBiasIntoMultiThreshold`` first (so a signed quantizer's output bias is absorbed before a
-fork copies it), rounds of ``MoveLinearPastFork`` -> ``Streamline`` -> ``MoveLinearPastEltwiseAdd``
+fork copies it), rounds of ``MoveLinearPastFork`` -> ``Streamline`` -> `AlignResidualScales` ->
+``MoveLinearPastEltwiseAdd``
 -> ``MoveScalarLinearPastInvariants`` until the graph stops changing (at most ``max_rounds``),
 `LowerAveragePoolsToSums`, and rounds of transpose motion after the convolutions are lowered.
-Linear graphs without forks or pools get FINN's own sequence plus these no-op checks.
+Last, FINN's ``RoundAndClipThresholds`` (exact: ``clip(ceil(T), min, max + 1)`` on integer inputs):
+a signed quantizer reading an unsigned tensor (a shortcut requantized after a ReLU, a signed quantizer
+after a pool) otherwise keeps negative thresholds, and ``Thresholding``'s bit-width minimisation dies
+with a bare ``AssertionError`` (``assert (orig_thres_matrix >= 0).all()``).
+Linear graphs without forks get FINN's own sequence plus these steps.
 Refused: nothing here; what FINN cannot map afterwards is named by the build's mapping check.
 """
 
@@ -36,6 +41,7 @@ from qonnx.transformation.infer_data_layouts import InferDataLayouts
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
+from finn_transforms.transformation.align_residual_scales import AlignResidualScales
 from finn_transforms.transformation.lower_average_pools import LowerAveragePoolsToSums
 from finn_transforms.transformation.move_flatten_past_multithreshold import MoveFlattenPastMultiThreshold
 from finn_transforms.transformation.remove_flat_transpose import RemoveFlatTransposeBeforeFlatten
@@ -88,6 +94,7 @@ class StreamlineTopologies(Transformation):
             MoveTransposePastJoinAdd,
         )
         from finn.transformation.streamline.remove import RemoveIdentityTranspose
+        from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
         from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
         from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
@@ -97,7 +104,7 @@ class StreamlineTopologies(Transformation):
             # MoveLinearPastFork strictly before MoveLinearPastEltwiseAdd (module docstring).
             model = _rounds(
                 model,
-                [MoveLinearPastFork, Streamline, MoveLinearPastEltwiseAdd, MoveScalarLinearPastInvariants],
+                [MoveLinearPastFork, Streamline, AlignResidualScales, MoveLinearPastEltwiseAdd, MoveScalarLinearPastInvariants],
                 self.max_rounds,
             )
         else:
@@ -130,6 +137,7 @@ class StreamlineTopologies(Transformation):
         model = model.transform(ConvertBipolarMatMulToXnorPopcount())
         model = model.transform(Streamline())
         model = model.transform(absorb.AbsorbScalarMulAddIntoTopK())
+        model = model.transform(RoundAndClipThresholds())
         model = model.transform(InferDataLayouts())
         model = model.transform(RemoveUnusedTensors())
         return model, False
