@@ -288,9 +288,11 @@ REPLACED_FINN_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
 def minifloat_estimate_steps(
     base: Sequence[str | Callable] | None = None, *, step: str | Callable = MINIFLOAT_STEP
 ) -> list[str | Callable]:
-    """FINN's ``estimate_only_dataflow_steps`` (or ``base``) with ``step`` inserted before
-    ``step_qonnx_to_finn`` (prepended when there is none) and the FINN steps we extend (given by
-    name) replaced by ours (`REPLACED_FINN_STEPS`, as ``"package.module.step"`` strings)."""
+    """FINN's ``estimate_only_dataflow_steps`` (or ``base``) with ``step`` and our topology check inserted
+    before ``step_qonnx_to_finn`` (prepended when there is none) and the FINN steps we extend (given by
+    name) replaced by ours (`REPLACED_FINN_STEPS`, as ``"package.module.step"`` strings; e.g.
+    ``step_streamline`` by ``"finn_transforms.topology.step_streamline"``: residual blocks, pooling
+    heads, Conv1d)."""
     if base is None:
         from finn.builder.build_dataflow_config import estimate_only_dataflow_steps
 

@@ -79,7 +79,7 @@ def _check_channel_scales(model: ModelWrapper) -> None:
             continue
         producer = _source(model, node.input[0])
         scale = _activation_scale(model, producer)
-        if scale is None or scale.size == 1 or np.unique(scale).size == 1:
+        if scale is None or np.unique(scale).size == 1:  # equal channels: ScalarizeUniformScales
             continue
         raise TopologyError(
             f"{_name(producer)} applies a per-channel activation scale ({scale.size} values) in front of "

@@ -19,7 +19,7 @@ Upstream problems (FINN+ 1.6.1, default ``step_streamline``):
 Matched: any FINN-ONNX graph (the input of FINN's ``step_streamline``).
 Replaced: FINN's streamlining sequence (``step_streamline``: ``Streamline``, ``LowerConvsToMatMul``,
 ``MakeMaxPoolNHWC``, transposes absorbed, ``ConvertBipolarMatMulToXnorPopcount``) with, in addition,
-``AbsorbScalarBiasIntoMultiThreshold`` first (so a signed quantizer's output bias is absorbed before a
+`ScalarizeUniformScales` and ``AbsorbScalarBiasIntoMultiThreshold`` first (so a signed quantizer's output bias is absorbed before a
 fork copies it), rounds of ``MoveLinearPastFork`` -> ``Streamline`` -> `AlignResidualScales` ->
 ``MoveLinearPastEltwiseAdd``
 -> ``MoveScalarLinearPastInvariants`` until the graph stops changing (at most ``max_rounds``),
@@ -45,6 +45,7 @@ from finn_transforms.transformation.align_residual_scales import AlignResidualSc
 from finn_transforms.transformation.lower_average_pools import LowerAveragePoolsToSums
 from finn_transforms.transformation.move_flatten_past_multithreshold import MoveFlattenPastMultiThreshold
 from finn_transforms.transformation.remove_flat_transpose import RemoveFlatTransposeBeforeFlatten
+from finn_transforms.transformation.scalarize_uniform_scales import ScalarizeUniformScales
 
 __all__ = ["StreamlineTopologies"]
 
@@ -99,7 +100,7 @@ class StreamlineTopologies(Transformation):
         from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
         residual = _has_fork(model)
-        model = _tidy(model.transform(absorb.AbsorbScalarBiasIntoMultiThreshold()))
+        model = _tidy(model.transform(ScalarizeUniformScales()).transform(absorb.AbsorbScalarBiasIntoMultiThreshold()))
         if residual:
             # MoveLinearPastFork strictly before MoveLinearPastEltwiseAdd (module docstring).
             model = _rounds(
