@@ -391,10 +391,11 @@ def test_target_fps_hooks_and_folding_config(tfc, tmp_path):
         folding_config={"MVAU_hls_0": {"PE": 4, "SIMD": 16}},
     )
     assert calls and calls[0][1] == 10.0
-    assert list(folded.step_times_s)[:4] == [
+    assert list(folded.step_times_s)[:5] == [
         "step_qonnx_cleanup",
         "step_count_nodes",
         "step_lower_minifloat",  # build_estimates(lower=True), the default: our lowering after the hooks
+        "step_check_topology",
         "step_qonnx_to_finn",
     ]
     layer = folded.layer("MVAU_hls_0")
