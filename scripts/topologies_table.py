@@ -2,8 +2,8 @@
 
 For each MLPerf Tiny reference topology (`brevitas_minifloat.zoo`: ``resnet8``, ``ds_cnn``,
 ``mobilenet_v1``, ``fc_autoencoder``; untrained, power-of-two scales, calibrated on random data) and
-each format (one format for weights and activations; INT4, INT8, E2M1, E2M3, E3M2, E4M3 and E4M3 weights
-with wider limits), this runs `finn_transforms.verify.verify` on two random inputs: export, our lowering,
+each format (one format for weights and activations; INT4, INT8, E2M1, E2M3, E3M2, and E4M3 with the
+default ``mapping="auto"``, with ``"embedding"`` and with ``"native"``, `finn_transforms.native`), this runs `finn_transforms.verify.verify` on two random inputs: export, our lowering,
 FINN+'s estimate-only build with our default steps (topology check, residual / pooling / Conv1d
 streamlining) at one ``target_fps``, and the exactness chain torch == QONNX == lowered == streamlined
 == HW layers. A refusal (our lowering's or the topology check's) is a result, recorded with its reason.
@@ -20,6 +20,7 @@ import argparse
 import datetime
 import json
 import platform
+import re
 import tempfile
 import time
 import warnings
@@ -41,7 +42,7 @@ class Format:
     label: str
     weights: str
     activations: str
-    limits: dict = field(default_factory=dict)  # verify's max_weight_bits / max_thresholds
+    options: dict = field(default_factory=dict)  # verify's mapping / max_weight_bits / max_thresholds
 
 
 FORMATS = [
@@ -50,8 +51,9 @@ FORMATS = [
     Format("E2M1", "E2M1", "E2M1"),
     Format("E2M3", "E2M3", "E2M3"),
     Format("E3M2", "E3M2", "E3M2"),
-    Format("E4M3", "E4M3", "E4M3"),
-    Format("E4M3 w / E3M2 a (max_weight_bits=24)", "E4M3", "E3M2", {"max_weight_bits": 24}),
+    Format("E4M3", "E4M3", "E4M3"),  # mapping="auto" (default): native layers where the embedding is refused
+    Format("E4M3 mapping=embedding", "E4M3", "E4M3", {"mapping": "embedding"}),
+    Format("E4M3 mapping=native", "E4M3", "E4M3", {"mapping": "native"}),
 ]
 
 TOPOLOGIES = {
@@ -75,8 +77,8 @@ def run_cell(key: str, fmt: Format, work: Path, target_fps: float, mobilenet_siz
     row = {"topology": name, "key": key, "format": fmt.label, "input_shape": list(model.input_shape)}
     start = time.perf_counter()
     try:
-        report = verify(model, x, work / f"{key}_{fmt.label.split()[0]}_{len(fmt.limits)}", target_fps=target_fps,
-                        raise_on_mismatch=False, **fmt.limits)
+        report = verify(model, x, work / re.sub(r"\W+", "_", f"{key}_{fmt.label}"), target_fps=target_fps,
+                        raise_on_mismatch=False, **fmt.options)
     except (LoweringError, FinnBuildError) as exc:
         row.update(status="refused", reason=_first_line(exc), wall_s=round(time.perf_counter() - start, 1))
         return row
@@ -142,8 +144,10 @@ NOTES = [
     "- Pooling heads (global average pool in ResNet-8 and MobileNet, `AvgPool2d((25, 5))` in DS-CNN) become",
     "  integer sums (`GlobalAccPool`, or a depthwise all-ones conv = VVAU) with the 1/N folded exactly into the",
     "  next quantizer's thresholds.",
-    "- Refusals name the node and the limit: a minifloat activation format whose integer embedding needs more",
-    "  thresholds per channel than `max_thresholds` (E4M3: 491,520), or weights wider than `max_weight_bits`.",
+    "- Refusals name the node and the limit: with `mapping=\"embedding\"` a minifloat activation format whose",
+    "  integer embedding needs more thresholds per channel than `max_thresholds` (E4M3: 491,520) or weights wider",
+    "  than `max_weight_bits`; the default `mapping=\"auto\"` builds those layers as native minifloat layers",
+    "  (`MinifloatMVAU`, docs/design.md, Native minifloat layers).",
     "- Integer formats: FINN converts integer `Quant` activations itself (`ConvertQONNXtoFINN`), with thresholds",
     "  at the half-steps that round ties up where Brevitas rounds half to even, so an output whose input lies",
     "  exactly on a tie can differ by one step (\"mismatch\" in the verify column; an upstream behaviour, see",
@@ -166,7 +170,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown topologies {unknown}; choose from {list(TOPOLOGIES)}")
     wanted = None if args.formats is None else {f.strip() for f in args.formats.split(",")}
-    formats = [f for f in FORMATS if wanted is None or f.label.split()[0] in wanted]
+    formats = [f for f in FORMATS if wanted is None or f.label in wanted or f.label.split()[0] in wanted]
     start = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="topologies_") as tmp:

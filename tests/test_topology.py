@@ -450,3 +450,33 @@ def test_residual_add_with_non_integer_scale_ratio_is_refused(tmp_path):
             return self.out(self.a(x) + self.b(3 * x))
 
     _refusal(Add(), (1, 4), tmp_path, r"Add node .* adds two quantized tensors with scales .* not an integer")
+
+
+@needs_finn
+def test_negative_thresholds_on_an_unsigned_quantizer_output_are_clipped_exactly():
+    from finn_transforms.transformation.clip_thresholds_on_unsigned_inputs import ClipThresholdsOnUnsignedInputs
+
+    nodes = [
+        helper.make_node("MultiThreshold", ["x", "t0"], ["u"], domain="qonnx.custom_op.general", out_dtype="UINT2"),
+        helper.make_node("MultiThreshold", ["u", "t1"], ["y"], domain="qonnx.custom_op.general", out_dtype="UINT2",
+                         out_bias=-2.0),
+        helper.make_node("MatMul", ["x", "w"], ["m"]),
+        helper.make_node("MultiThreshold", ["m", "t1"], ["z"], domain="qonnx.custom_op.general", out_dtype="UINT2"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3]) for n in ("y", "z")])
+    model = ModelWrapper(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    model.set_initializer("t0", np.asarray([[0.5, 1.5, 2.5]], np.float32))
+    model.set_initializer("t1", np.asarray([[-3.0, -0.5, 1.0]], np.float32))
+    model.set_initializer("w", np.eye(3, dtype=np.float32))
+    model.set_tensor_datatype("x", DataType["INT4"])
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    model = model.transform(InferShapes()).transform(InferDataTypes())
+    out = model.transform(ClipThresholdsOnUnsignedInputs())
+    t = [out.get_initializer(n.input[1]).tolist() for n in out.get_nodes_by_op_type("MultiThreshold")]
+    assert t[1] == [[0.0, 0.0, 1.0]] and t[2] == [[-3.0, -0.5, 1.0]]  # the MatMul-fed one is not trusted
+    for v in np.arange(-4, 5, dtype=np.float32):
+        x = np.full((1, 3), v, np.float32)
+        np.testing.assert_array_equal(execute_onnx(out, {"x": x})["y"], execute_onnx(model, {"x": x})["y"])

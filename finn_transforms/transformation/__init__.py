@@ -4,6 +4,7 @@ and the topology passes (residual blocks, pooling heads, Conv1d) our streamlinin
 from finn_transforms.transformation._common import DEFAULT_MAX_THRESHOLDS, DEFAULT_MAX_WEIGHT_BITS, LoweringError
 from finn_transforms.transformation.align_residual_scales import AlignResidualScales
 from finn_transforms.transformation.change_3d_to_4d_with_pools import Change3DTo4DTensorsWithPools
+from finn_transforms.transformation.clip_thresholds_on_unsigned_inputs import ClipThresholdsOnUnsignedInputs
 from finn_transforms.transformation.clamp_xnor_popcount_thresholds import ClampXnorPopcountThresholds
 from finn_transforms.transformation.lower_average_pools import LowerAveragePoolsToSums
 from finn_transforms.transformation.lower_minifloat_activations import LowerMinifloatActivations
@@ -18,6 +19,7 @@ __all__ = [
     "AlignResidualScales",
     "Change3DTo4DTensorsWithPools",
     "ClampXnorPopcountThresholds",
+    "ClipThresholdsOnUnsignedInputs",
     "DEFAULT_MAX_THRESHOLDS",
     "DEFAULT_MAX_WEIGHT_BITS",
     "LowerAveragePoolsToSums",

@@ -24,10 +24,8 @@ fork copies it), rounds of ``MoveLinearPastFork`` -> ``Streamline`` -> `AlignRes
 ``MoveLinearPastEltwiseAdd``
 -> ``MoveScalarLinearPastInvariants`` until the graph stops changing (at most ``max_rounds``),
 `LowerAveragePoolsToSums`, and rounds of transpose motion after the convolutions are lowered.
-Last, FINN's ``RoundAndClipThresholds`` (exact: ``clip(ceil(T), min, max + 1)`` on integer inputs):
-a signed quantizer reading an unsigned tensor (a shortcut requantized after a ReLU, a signed quantizer
-after a pool) otherwise keeps negative thresholds, and ``Thresholding``'s bit-width minimisation dies
-with a bare ``AssertionError`` (``assert (orig_thres_matrix >= 0).all()``).
+Last, `ClipThresholdsOnUnsignedInputs` (a signed quantizer reading an unsigned one otherwise keeps
+negative thresholds, on which FINN's ``Thresholding`` asserts).
 Linear graphs without forks get FINN's own sequence plus these steps.
 Refused: nothing here; what FINN cannot map afterwards is named by the build's mapping check.
 """
@@ -42,6 +40,7 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 from finn_transforms.transformation.align_residual_scales import AlignResidualScales
+from finn_transforms.transformation.clip_thresholds_on_unsigned_inputs import ClipThresholdsOnUnsignedInputs
 from finn_transforms.transformation.lower_average_pools import LowerAveragePoolsToSums
 from finn_transforms.transformation.move_flatten_past_multithreshold import MoveFlattenPastMultiThreshold
 from finn_transforms.transformation.remove_flat_transpose import RemoveFlatTransposeBeforeFlatten
@@ -95,7 +94,6 @@ class StreamlineTopologies(Transformation):
             MoveTransposePastJoinAdd,
         )
         from finn.transformation.streamline.remove import RemoveIdentityTranspose
-        from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
         from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
         from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
@@ -138,7 +136,7 @@ class StreamlineTopologies(Transformation):
         model = model.transform(ConvertBipolarMatMulToXnorPopcount())
         model = model.transform(Streamline())
         model = model.transform(absorb.AbsorbScalarMulAddIntoTopK())
-        model = model.transform(RoundAndClipThresholds())
+        model = model.transform(ClipThresholdsOnUnsignedInputs())
         model = model.transform(InferDataLayouts())
         model = model.transform(RemoveUnusedTensors())
         return model, False
