@@ -9,7 +9,8 @@ every integer datatype annotation, which is not safe before ``step_convert_to_hw
 native minifloat weight codes is annotated INT32 but does not compute integers yet).
 
 Matched: a ``MultiThreshold`` whose input is produced, directly or through shape-only ops, by another
-``MultiThreshold`` or a ``GlobalAccPool`` (genuinely integer-valued) with an unsigned integer datatype.
+``MultiThreshold`` or a ``GlobalAccPool`` (genuinely integer-valued), with max pooling allowed in between,
+and has an unsigned integer datatype.
 Replaced: its thresholds below 0 by 0 (``x >= T`` holds for every ``x >= 0`` when ``T <= 0``: exact).
 """
 
@@ -24,6 +25,7 @@ from finn_transforms.transformation.lower_average_pools import SHAPE_ONLY_OPS
 __all__ = ["ClipThresholdsOnUnsignedInputs"]
 
 _INTEGER_PRODUCERS = frozenset({"MultiThreshold", "GlobalAccPool"})
+_VALUE_PRESERVING = SHAPE_ONLY_OPS | {"MaxPool", "MaxPoolNHWC"}
 
 
 class ClipThresholdsOnUnsignedInputs(Transformation):
@@ -37,7 +39,7 @@ class ClipThresholdsOnUnsignedInputs(Transformation):
             if thresholds is None or dt is None or not dt.is_integer() or dt.signed() or not np.any(thresholds < 0):
                 continue
             producer = model.find_producer(node.input[0])
-            while producer is not None and producer.op_type in SHAPE_ONLY_OPS:
+            while producer is not None and producer.op_type in _VALUE_PRESERVING:
                 producer = model.find_producer(producer.input[0])
             if producer is None or producer.op_type not in _INTEGER_PRODUCERS:
                 continue
