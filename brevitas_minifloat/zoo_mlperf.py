@@ -43,12 +43,12 @@ class _Quantizers:
 
     def __init__(self, weights: Spec, activations: Spec, input_fmt: Spec, output_fmt: Spec | None,
                  power_of_two: bool, collect_stats_steps: int):
-        self.w, self.a, self.i, self.o = _resolve(weights, activations, input_fmt, output_fmt)
+        self.w, self.a, self.h, self.i, self.o = _resolve(weights, activations, input_fmt, output_fmt, None)
         self.kw = dict(power_of_two=power_of_two, collect_stats_steps=collect_stats_steps)
         self.wq = self.w.weight_quant(power_of_two=power_of_two)
 
     def spec(self) -> dict:
-        return _spec_dict(self.w, self.a, self.i, self.o)
+        return _spec_dict(self.w, self.a, self.h, self.i, self.o)
 
     def identity(self, fmt=None, *, unsigned: bool = False) -> nn.Module:
         import brevitas.nn as qnn
@@ -58,7 +58,7 @@ class _Quantizers:
     def relu(self) -> nn.Module:
         import brevitas.nn as qnn
 
-        return qnn.QuantReLU(act_quant=self.a.act_quant(unsigned=True, **self.kw))
+        return qnn.QuantReLU(act_quant=self.h.act_quant(unsigned=True, **self.kw))
 
     def conv(self, cin: int, cout: int, kernel, *, stride=1, padding=0, groups: int = 1) -> nn.Module:
         import brevitas.nn as qnn
