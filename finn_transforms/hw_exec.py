@@ -106,7 +106,7 @@ def execute_hw_graph(
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.custom_op.registry import getCustomOp
 
-    import finn_transforms.native.hw_op  # noqa: F401  (registers MinifloatMVAU with qonnx)
+    import finn_transforms.native.hw_op  # noqa: F401  (registers MVAU_minifloat with qonnx)
 
     model = to_generic_hw_graph(model)
     input_dict = _input_dict(model, inputs)

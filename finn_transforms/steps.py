@@ -13,7 +13,8 @@ Limits (``max_weight_bits``, ``max_thresholds``) are set with `make_step_lower_m
 string form, with attributes ``minifloat_max_weight_bits`` / ``minifloat_max_thresholds`` on the
 build config object.
 
-``step_streamline`` here is FINN's step with the thresholds it absorbed in float32 recomputed exactly
+``step_streamline`` here is the topology-aware streamlining (`finn_transforms.topology`) with the
+thresholds FINN absorbed in float32 recomputed exactly
 (`finn_transforms.transformation.exact_absorbed_thresholds`).
 ``step_minimize_bit_width_initial`` / ``step_minimize_bit_width`` here are FINN's steps of the same
 names made exact for XNOR-popcount layers (binary weights x bipolar activations; see
@@ -37,6 +38,8 @@ from finn_transforms.build.step_list import splice_steps
 from finn_transforms.native import steps as native_steps
 from finn_transforms.native.mapping import DEFAULT_MAPPING, DEFAULT_MAX_ACC_BITS, check_mapping
 from finn_transforms.native.steps import record_max_acc_bits
+from finn_transforms import topology
+from finn_transforms.topology import TOPOLOGY_STEPS
 from finn_transforms.transformation import (
     DEFAULT_MAX_THRESHOLDS,
     DEFAULT_MAX_WEIGHT_BITS,
@@ -202,13 +205,16 @@ def make_step_lower_minifloat(
     *,
     max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS,
     max_thresholds: int = DEFAULT_MAX_THRESHOLDS,
-    mapping: str = DEFAULT_MAPPING,
+    mapping: str | None = None,
     max_acc_bits: int = DEFAULT_MAX_ACC_BITS,
 ) -> Callable[[ModelWrapper, Any], ModelWrapper]:
     """``step_lower_minifloat`` with explicit limits and mapping (`finn_transforms.native.mapping`;
-    ``max_acc_bits`` bounds the exact accumulator of native layers), a callable step named
-    ``step_lower_minifloat``."""
-    LowerMinifloatWeights(max_weight_bits, mapping=mapping)  # validate now, not in the middle of a build
+    ``None``: the build config's ``minifloat_mapping``, e.g. ``build_estimates(mapping=...)``, else
+    ``"auto"``; ``max_acc_bits`` bounds the exact accumulator of native layers), a callable step
+    named ``step_lower_minifloat``."""
+    if mapping is not None:
+        check_mapping(mapping)
+    LowerMinifloatWeights(max_weight_bits)  # validate now, not in the middle of a build
     LowerSyqGroupScales(max_weight_bits)
     LowerMinifloatActivations(max_thresholds)
     if int(max_acc_bits) < 2:
@@ -216,7 +222,8 @@ def make_step_lower_minifloat(
 
     @functools.wraps(step_lower_minifloat)
     def step(model: ModelWrapper, cfg: Any) -> ModelWrapper:
-        return _step(model, cfg, int(max_weight_bits), int(max_thresholds), mapping, int(max_acc_bits))
+        chosen = mapping if mapping is not None else check_mapping(getattr(cfg, "minifloat_mapping", DEFAULT_MAPPING))
+        return _step(model, cfg, int(max_weight_bits), int(max_thresholds), chosen, int(max_acc_bits))
 
     return step
 
@@ -268,12 +275,13 @@ def step_minimize_bit_width(model: ModelWrapper, cfg: Any) -> ModelWrapper:
 
 
 def step_streamline(model: ModelWrapper, cfg: Any) -> ModelWrapper:
-    """FINN's ``step_streamline``, then its float32-absorbed thresholds recomputed exactly
+    """`finn_transforms.topology.step_streamline` (FINN's streamlining for residual, pooling-head and
+    Conv1d graphs), then the thresholds it absorbed in float32 recomputed exactly
     (`finn_transforms.transformation.ExactAbsorbedThresholds`, against the graph before the step)."""
     from finn_transforms.transformation.exact_absorbed_thresholds import ExactAbsorbedThresholds
 
     before = ModelWrapper(copy.deepcopy(model.model))
-    model = _finn_step("step_streamline")(model, cfg)
+    model = topology.step_streamline(model, cfg)
     return model.transform(ExactAbsorbedThresholds(before))
 
 
@@ -283,11 +291,14 @@ XNOR_EXACT_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
     "step_minimize_bit_width": step_minimize_bit_width,
 }
 
-#: Every FINN step our builds replace by a same-named extension: exact streamlining, the XNOR-exact
-#: steps and the native minifloat steps (`finn_transforms.native.steps`; no-ops without native layers).
+#: Every FINN step our builds replace by a same-named extension: the XNOR-exact steps, the residual /
+#: pooling-head / Conv1d streamlining (`finn_transforms.topology`) with exact threshold absorption
+#: (`step_streamline`) and the native minifloat steps (`finn_transforms.native.steps`; no-ops without
+#: native layers).
 REPLACED_FINN_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
-    "step_streamline": step_streamline,
     **XNOR_EXACT_STEPS,
+    **TOPOLOGY_STEPS,
+    "step_streamline": step_streamline,
     "step_convert_to_hw": native_steps.step_convert_to_hw,
     "step_target_fps_parallelization": native_steps.step_target_fps_parallelization,
 }
@@ -296,9 +307,11 @@ REPLACED_FINN_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
 def minifloat_estimate_steps(
     base: Sequence[str | Callable] | None = None, *, step: str | Callable = MINIFLOAT_STEP
 ) -> list[str | Callable]:
-    """FINN's ``estimate_only_dataflow_steps`` (or ``base``) with ``step`` inserted before
-    ``step_qonnx_to_finn`` (prepended when there is none) and the FINN steps we extend (given by
-    name) replaced by ours (`REPLACED_FINN_STEPS`, as ``"package.module.step"`` strings)."""
+    """FINN's ``estimate_only_dataflow_steps`` (or ``base``) with ``step`` and our topology check inserted
+    before ``step_qonnx_to_finn`` (prepended when there is none) and the FINN steps we extend (given by
+    name) replaced by ours (`REPLACED_FINN_STEPS`, as ``"package.module.step"`` strings; e.g.
+    ``step_streamline`` by ``"finn_transforms.steps.step_streamline"``: residual blocks, pooling
+    heads, Conv1d, exact threshold absorption)."""
     if base is None:
         from finn.builder.build_dataflow_config import estimate_only_dataflow_steps
 

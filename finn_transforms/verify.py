@@ -22,7 +22,10 @@ give the lowest code, qonnx 1.0's FloatQuant turns +-Inf into NaN).
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -147,7 +150,15 @@ def _exact_runner(model: ModelWrapper, hw: bool = False) -> Callable[[np.ndarray
     from finn_transforms.exact import execute_exact_hw
 
     run, cache = (execute_exact_hw if hw else evaluate), {}
-    return lambda x: next(iter(run(model, x, cache=cache).values()))
+    shape = model.get_tensor_shape(model.graph.input[0].name)
+    return lambda x: next(iter(run(model, _conv1d_as_2d(x, shape), cache=cache).values()))
+
+
+def _conv1d_as_2d(x: np.ndarray, graph_shape) -> np.ndarray:
+    """``x`` reshaped to the graph's ``[N, C, L, 1]`` when FINN made a 3D (Conv1d) graph 4D."""
+    if graph_shape is not None and x.ndim == 3 and len(graph_shape) == 4 and graph_shape[3] == 1:
+        return x.reshape(*x.shape, 1)
+    return x
 
 
 def _codes(values: Exact | np.ndarray, quantum: Fraction | None) -> np.ndarray:
@@ -285,6 +296,26 @@ def verify(
 
 
 def _finn_float_runner(build_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from finn_transforms.hw_exec import execute_build
+    from finn_transforms.hw_exec import execute_build, load_full_graph
 
-    return lambda xs: np.asarray(next(iter(execute_build(build_dir, xs).values())), dtype=np.float32)
+    graph = load_full_graph(build_dir)
+    shape = graph.get_tensor_shape(graph.graph.input[0].name)
+    return lambda xs: np.asarray(next(iter(execute_build(build_dir, _conv1d_as_2d(xs, shape)).values())), dtype=np.float32)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as its `verify` function.
+
+    ``import finn_transforms.verify`` makes the import system bind the package attribute
+    ``finn_transforms.verify`` to this module, which would shadow the function of the same name that
+    ``finn_transforms`` exports. Calling the module calls the function, so ``finn_transforms.verify(...)``,
+    ``from finn_transforms import verify`` and ``from finn_transforms.verify import verify`` all work,
+    in any import order.
+    """
+
+    def __call__(self, *args, **kwargs) -> VerifyReport:
+        return verify(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+__signature__ = inspect.signature(verify)  # what inspect.signature / help show for the callable module

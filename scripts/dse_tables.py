@@ -292,7 +292,7 @@ def main() -> None:
         "## Reproduce",
         "",
         "```bash",
-        "make dse                            # or: brevitas-minifloat dse  (report in out/dse)",
+        "make dse                            # or: brevitas-minifloat dse  (report in out/dse/default)",
         "python scripts/dse_tables.py        # this page; reuses out/dse/cache",
         "```",
     ]

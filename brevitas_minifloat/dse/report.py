@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 CSV_COLUMNS = (
-    "weights", "activations", "techniques", "kind", "w_bits", "a_bits", "w_int_bits", "a_int_bits",
+    "weights", "activations", "techniques", "mapping", "kind", "w_bits", "a_bits", "w_int_bits", "a_int_bits",
     "status", "accuracy", "accuracy_drop", "output_mse", "ptq_s", "eval_s", "build_s",
     "hw_status", "finn_lut", "finn_bram18", "finn_dsp", "finn_max_cycles", "finn_fps",
     "mac_lut", "mac_lut_at_fps", "finn_mvau_lut", "yosys_status", "yosys_mac_lut", "yosys_lut_folded",
@@ -35,7 +35,7 @@ def write_report(result, out: Path) -> None:
         "frontier_x": result.frontier_x,
         "stats": result.stats,
         "rows": result.rows,
-        "frontier": [{k: r[k] for k in ("weights", "activations", "techniques")} for r in result.frontier],
+        "frontier": [{k: r[k] for k in ("weights", "activations", "techniques", "mapping")} for r in result.frontier],
     }
     (out / "results.json").write_text(json.dumps(doc, indent=1))
     _write_csv(out / "results.csv", result.rows)
