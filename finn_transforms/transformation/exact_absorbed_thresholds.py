@@ -121,6 +121,10 @@ class ExactAbsorbedThresholds(Transformation):
         new = np.array(t_after, dtype=np.float32)
         if rows_a == 1 and channels > 1:
             new = np.repeat(new, channels, axis=0)
+        # clipped into the input's integer datatype: the same counts for every input of that type, and
+        # FINN's thresholding asserts non-negative thresholds on unsigned inputs
+        dt = model.get_tensor_datatype(na.input[0])
+        lo, hi = (int(dt.min()), int(dt.max()) + 1) if dt.is_integer() else (None, None)
         changed = 0
         for c in range(channels):
             ab = _affine(u[:, c], z[:, c])
@@ -131,6 +135,8 @@ class ExactAbsorbedThresholds(Transformation):
                 if not math.isfinite(t):
                     continue
                 exact = math.ceil((Fraction(float(t)) - b) / a)
+                if lo is not None:
+                    exact = min(max(exact, lo), hi)
                 if abs(exact) >= 2**24:  # not a float32 integer: keep FINN's value
                     continue
                 if new[c, j] != np.float32(exact):
