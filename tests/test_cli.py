@@ -60,7 +60,9 @@ def test_dse_small_sweep(tmp_path, capsys):
     assert (out / "accuracy_vs_lut.png").is_file() and (out / "float_model.pt").is_file()
     # resumable: the second run only reads the cache
     assert cli.main(args) == 0
-    assert "0 jobs run, 6 cached" in capsys.readouterr().out
+    # 1 float + 5 points + 2 more calibration samples per frontier point
+    n_front = len(json.loads((out / "results.json").read_text())["frontier"])
+    assert f"0 jobs run, {6 + 2 * n_front} cached" in capsys.readouterr().out
 
 
 def test_missing_data_and_finn_say_what_to_install(monkeypatch, tmp_path, capsys):
