@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -64,9 +65,11 @@ def main_command(keep: Path | None = None) -> dict:
     out = keep or Path(tempfile.mkdtemp(prefix="bench_dse_cli_"))
     try:
         load_before = os.getloadavg()[0]
+        cpu_before = _children_cpu()
         t = time.perf_counter()
         proc = subprocess.run(cmd + ["dse", "--out", str(out), "--quiet"], capture_output=True, text=True)
         seconds = time.perf_counter() - t
+        cpu = _children_cpu() - cpu_before
         if proc.returncode != 0:
             raise SystemExit(f"brevitas-minifloat dse failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         summary = (out / "summary.txt").read_text().splitlines()
@@ -74,7 +77,13 @@ def main_command(keep: Path | None = None) -> dict:
         if keep is None:
             shutil.rmtree(out, ignore_errors=True)
     return {"seconds": seconds, "load_before": load_before, "load_after": os.getloadavg()[0], "summary": summary,
-            "date": str(datetime.date.today())}
+            "date": str(datetime.date.today()), "cpu_seconds": cpu}
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes (the command and its workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def report(points, finn: bool, rows: list[dict], cli: dict | None) -> str:
@@ -105,7 +114,10 @@ def report(points, finn: bool, rows: list[dict], cli: dict | None) -> str:
             f"From an empty output folder ({cli['summary'][1].split(',')[0]}, FINN estimates, calibration spread "
             "of the frontier, report): "
             f"**{cli['seconds'] / 60:.1f} minutes** wall ({verdict} the 10-minute target), load average "
-            f"{cli['load_before']:.1f} before / {cli['load_after']:.1f} after. Its summary:",
+            f"{cli['load_before']:.1f} before / {cli['load_after']:.1f} after"
+            + (f"; it used {cli['cpu_seconds'] / 60:.1f} CPU-minutes (user + system, its worker processes "
+               f"included), i.e. {cli['cpu_seconds'] / 120:.1f} minutes on 2 otherwise idle cores if the CPU "
+               "work stayed the same" if cli.get("cpu_seconds") else "") + ". Its summary:",
             "",
             "```",
             *cli["summary"],
