@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from brevitas_minifloat.dse import Space, default_workload, run_dse  # noqa: E402
 from brevitas_minifloat.ptq import DEFAULT_TECHNIQUES  # noqa: E402

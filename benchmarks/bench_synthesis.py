@@ -20,10 +20,8 @@ import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 warnings.filterwarnings("ignore")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brevitas_minifloat.hw import cost, sim, table  # noqa: E402
 from brevitas_minifloat.hw.rtl import MacUnit  # noqa: E402

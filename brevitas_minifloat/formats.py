@@ -45,7 +45,7 @@ _NAME_RE = re.compile(r"^E(?P<e>\d+)M(?P<m>\d+)(?P<opts>(_[A-Z0-9\-]+)*)$")
 
 @dataclass(frozen=True)
 class MinifloatFormat:
-    """A minifloat format; see DESIGN.md section 2 for the semantics.
+    """A minifloat format; see docs/design.md, "Semantics" for the semantics.
 
     ``bias=None`` means ``2^(E-1)-1`` (``2^(E-1)`` for ``fnuz``). Invalid combinations raise
     ``ValueError`` saying what is wrong.
@@ -191,6 +191,26 @@ class MinifloatFormat:
     def has_inf(self) -> bool:
         return self.specials == "ieee"
 
+    def special_kind(self, code: int) -> str | None:
+        """``"inf"``, ``"nan"`` or ``None`` (finite) for a code laid out sign | exponent | mantissa.
+
+        The one place that decides the specials: ``ieee`` gives the all-ones exponent to Inf
+        (mantissa 0) and NaN, ``fn`` only the all-ones code of that binade to NaN, ``fnuz`` the
+        negative-zero code to NaN, ``none`` nothing (every code is finite)."""
+        e_bits, m_bits = self.exponent_bits, self.mantissa_bits
+        if not 0 <= code < 2**self.bit_width:
+            raise ValueError(f"code {code} does not fit the {self.bit_width} bits of {self.name}")
+        sign = (code >> (e_bits + m_bits)) & 1 if self.signed else 0
+        exponent, mantissa = (code >> m_bits) & (2**e_bits - 1), code & (2**m_bits - 1)
+        top = exponent == 2**e_bits - 1
+        if self.specials == "ieee" and top:
+            return "inf" if mantissa == 0 else "nan"
+        if self.specials == "fn" and top and mantissa == 2**m_bits - 1:
+            return "nan"
+        if self.specials == "fnuz" and sign == 1 and exponent == 0 and mantissa == 0:
+            return "nan"
+        return None
+
     @property
     def min_normal(self) -> float:
         return 2.0 ** (1 - self.bias)
@@ -231,7 +251,7 @@ class MinifloatFormat:
     # ----------------------------------------------------------------- integer embedding
     @property
     def delta(self) -> float:
-        """Every value is an integer multiple of ``delta = 2^(1-bias-M)`` (DESIGN.md section 2)."""
+        """Every value is an integer multiple of ``delta = 2^(1-bias-M)`` (docs/design.md, "Semantics")."""
         return 2.0 ** (1 - self.bias - self.mantissa_bits)
 
     @property

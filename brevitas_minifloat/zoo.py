@@ -5,9 +5,9 @@ Formats are given as *spec strings*:
 - ``"INTn"`` (e.g. ``"INT4"``): Brevitas' own integer quantizers with ``n`` bits
   (``Int8WeightPerTensorFloat`` / ``Int8ActPerTensorFloat``, ``Uint8ActPerTensorFloat`` after ReLUs);
 - anything else: a `MinifloatFormat` name (``"E2M1"``, ``"E4M3_FN"``, ``"float6_e3m2fn"``, ...), quantized
-  with our `minifloat_weight_quant` / `minifloat_act_quant`; after a ReLU the unsigned variant
-  (``E2M1`` -> ``E2M1_U``, one bit fewer: the sign bit is dropped, as for ``INTn`` -> ``UINTn`` the
-  values are non-negative) is used, elsewhere the signed format.
+  with our `minifloat_weight_quant` / `minifloat_act_quant`; after a ReLU the unsigned variant of the
+  same bit width is used (`brevitas_minifloat.numformat.unsigned`: ``E2M1`` -> ``E2M2_U``, as
+  ``INTn`` -> ``UINTn``; the sign bit becomes a mantissa bit), elsewhere the signed format.
 
 Two factories::
 
@@ -36,21 +36,17 @@ bit (`finn_transforms.verify.verify`).
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from brevitas_minifloat import numformat
 from brevitas_minifloat.formats import MinifloatFormat
 from brevitas_minifloat.quant.minifloat import minifloat_act_quant, minifloat_weight_quant
 
 __all__ = ["FormatSpec", "calibrate", "cnv_cnn", "parse_spec", "tfc_mlp"]
-
-_INT_RE = re.compile(r"^INT(\d+)$", re.IGNORECASE)
-
 
 @dataclass(frozen=True)
 class FormatSpec:
@@ -70,7 +66,11 @@ class FormatSpec:
 
     def unsigned_name(self) -> str:
         """Name of the format used after a ReLU (``UINTn`` or the ``_U`` minifloat)."""
-        return f"UINT{self.int_bits}" if self.is_int else _unsigned(self.minifloat).name
+        return numformat.unsigned(self._format).name
+
+    @property
+    def _format(self) -> numformat.NumberFormat:
+        return numformat.IntegerFormat(self.int_bits) if self.is_int else self.minifloat
 
     # ------------------------------------------------------------------ Brevitas quantizers
     def weight_quant(self, *, per_channel: bool = False, power_of_two: bool = False):
@@ -91,7 +91,7 @@ class FormatSpec:
 
             base = Uint8ActPerTensorFloat if unsigned else Int8ActPerTensorFloat
             return base.let(bit_width=self.int_bits, collect_stats_steps=collect_stats_steps, **_int_pot(power_of_two))
-        fmt = _unsigned(self.minifloat) if unsigned else self.minifloat
+        fmt = numformat.unsigned(self.minifloat) if unsigned else self.minifloat
         return minifloat_act_quant(fmt, power_of_two=power_of_two, collect_stats_steps=collect_stats_steps)
 
 
@@ -111,29 +111,21 @@ def parse_spec(spec: str | int | MinifloatFormat | FormatSpec) -> FormatSpec:
     if not isinstance(spec, str):
         raise ValueError(f"a format spec is 'INTn' or a minifloat name, got {spec!r}")
     text = spec.strip()
-    match = _INT_RE.match(text)
-    if match:
-        bits = int(match.group(1))
-        if not 2 <= bits <= 16:
-            raise ValueError(f"{spec!r}: integer quantizers need 2..16 bits")
-        return FormatSpec(text.upper(), int_bits=bits)
     try:
-        return FormatSpec(text, minifloat=MinifloatFormat.parse(text))
+        fmt = numformat.parse_format(text)
     except ValueError as err:
         raise ValueError(f"{spec!r} is neither 'INTn' nor a minifloat format: {err}") from err
-
-
-def _unsigned(fmt: MinifloatFormat) -> MinifloatFormat:
-    if not fmt.signed:
-        return fmt
-    specials = fmt.specials if fmt.specials != "fnuz" else "none"  # fnuz's NaN lives at -0
-    return dataclasses.replace(fmt, signed=False, specials=specials, bias=fmt.bias)
+    if isinstance(fmt, MinifloatFormat):
+        return FormatSpec(text, minifloat=fmt)
+    if not fmt.signed or not 2 <= fmt.bits <= 16:
+        raise ValueError(f"{spec!r}: integer specs are 'INTn' with 2..16 bits (UINTn is chosen after ReLUs)")
+    return FormatSpec(text.upper(), int_bits=fmt.bits)
 
 
 def _signed(spec: FormatSpec) -> FormatSpec:
     if spec.is_int or spec.minifloat.signed:
         return spec
-    fmt = dataclasses.replace(spec.minifloat, signed=True)
+    fmt = numformat.signed(spec.minifloat)  # the inverse of the unsigned rule: E2M2_U -> E2M1
     return FormatSpec(fmt.name, minifloat=fmt)
 
 
@@ -146,15 +138,16 @@ def _int_pot(power_of_two: bool) -> dict:
     return dict(restrict_scaling_type=RestrictValueType.POWER_OF_TWO, restrict_value_float_to_int_impl=CeilSte)
 
 
-def _resolve(weights, activations, input_bits_or_fmt, output_bits_or_fmt):
+def _resolve(weights, activations, input_bits_or_fmt, output_bits_or_fmt, hidden_activations):
     w, a = parse_spec(weights), _signed(parse_spec(activations))
+    h = a if hidden_activations is None else parse_spec(hidden_activations)
     i = _signed(parse_spec(input_bits_or_fmt))
     o = a if output_bits_or_fmt is None else _signed(parse_spec(output_bits_or_fmt))
-    return w, a, i, o
+    return w, a, h, i, o
 
 
-def _spec_dict(w: FormatSpec, a: FormatSpec, i: FormatSpec, o: FormatSpec) -> dict:
-    return {"weights": w.name, "activations": a.name, "hidden_activations": a.unsigned_name(), "input": i.name, "output": o.name}
+def _spec_dict(w: FormatSpec, a: FormatSpec, h: FormatSpec, i: FormatSpec, o: FormatSpec) -> dict:
+    return {"weights": w.name, "activations": a.name, "hidden_activations": h.unsigned_name(), "input": i.name, "output": o.name}
 
 
 def _finish(model: nn.Sequential, input_shape: tuple[int, ...], spec: dict) -> nn.Sequential:
@@ -173,6 +166,7 @@ def tfc_mlp(
     layers: int = 3,
     input_bits_or_fmt: str | int | MinifloatFormat = 8,
     output_bits_or_fmt: str | int | MinifloatFormat | None = None,
+    hidden_activations: str | int | MinifloatFormat | None = None,
     per_channel_weights: bool = False,
     power_of_two: bool = False,
     batchnorm: bool = True,
@@ -183,14 +177,16 @@ def tfc_mlp(
     ``QuantIdentity(input) -> [QuantLinear -> BatchNorm1d -> QuantReLU] x layers -> QuantLinear ->
     QuantIdentity(output)``. ``weights`` / ``activations`` are spec strings (module docstring);
     ``input_bits_or_fmt`` quantizes the input (default 8: ``INT8``), ``output_bits_or_fmt`` the
-    output (default: the signed activation format). ``batchnorm=False`` drops the BatchNorms.
+    output (default: the signed activation format), ``hidden_activations`` the ReLU outputs (default:
+    the activation format's unsigned variant of the same width; a signed format given here is made
+    unsigned the same way). ``batchnorm=False`` drops the BatchNorms.
     Returns the model in training mode; see `calibrate`.
     """
     if min(hidden, in_features, classes, layers) < 1:
         raise ValueError("hidden, in_features, classes and layers must be positive")
     import brevitas.nn as qnn
 
-    w, a, i, o = _resolve(weights, activations, input_bits_or_fmt, output_bits_or_fmt)
+    w, a, h, i, o = _resolve(weights, activations, input_bits_or_fmt, output_bits_or_fmt, hidden_activations)
     kw = dict(power_of_two=power_of_two, collect_stats_steps=collect_stats_steps)
     wq = w.weight_quant(per_channel=per_channel_weights, power_of_two=power_of_two)
     mods: list[nn.Module] = [qnn.QuantIdentity(act_quant=i.act_quant(**kw))]
@@ -199,11 +195,11 @@ def tfc_mlp(
         mods.append(qnn.QuantLinear(width, hidden, bias=False, weight_quant=wq))
         if batchnorm:
             mods.append(nn.BatchNorm1d(hidden))
-        mods.append(qnn.QuantReLU(act_quant=a.act_quant(unsigned=True, **kw)))
+        mods.append(qnn.QuantReLU(act_quant=h.act_quant(unsigned=True, **kw)))
         width = hidden
     mods.append(qnn.QuantLinear(width, classes, bias=False, weight_quant=wq))
     mods.append(qnn.QuantIdentity(act_quant=o.act_quant(**kw)))
-    return _finish(nn.Sequential(*mods), (1, in_features), _spec_dict(w, a, i, o))
+    return _finish(nn.Sequential(*mods), (1, in_features), _spec_dict(w, a, h, i, o))
 
 
 def cnv_cnn(
@@ -217,6 +213,7 @@ def cnv_cnn(
     classes: int = 10,
     input_bits_or_fmt: str | int | MinifloatFormat = 8,
     output_bits_or_fmt: str | int | MinifloatFormat | None = None,
+    hidden_activations: str | int | MinifloatFormat | None = None,
     per_channel_weights: bool = False,
     power_of_two: bool = False,
     batchnorm: bool = True,
@@ -226,7 +223,7 @@ def cnv_cnn(
 
     ``QuantIdentity(input) -> [QuantConv2d(kernel_size, no padding) -> BatchNorm2d -> QuantReLU ->
     MaxPool2d(2)]`` for each entry of ``channels`` ``-> Flatten -> QuantLinear -> QuantIdentity(output)``.
-    The first layer's inputs are ``input_bits_or_fmt`` (default 8 bits). Raises ``ValueError`` when
+    The first layer's inputs are ``input_bits_or_fmt`` (default 8 bits); formats as in `tfc_mlp`. Raises ``ValueError`` when
     the image shrinks below one pixel. Returns the model in training mode; see `calibrate`.
     """
     import brevitas.nn as qnn
@@ -234,7 +231,7 @@ def cnv_cnn(
     channels = tuple(int(c) for c in channels)
     if not channels or min(channels) < 1 or min(kernel_size, in_channels, image_size, classes) < 1:
         raise ValueError("channels, kernel_size, in_channels, image_size and classes must be positive")
-    w, a, i, o = _resolve(weights, activations, input_bits_or_fmt, output_bits_or_fmt)
+    w, a, h, i, o = _resolve(weights, activations, input_bits_or_fmt, output_bits_or_fmt, hidden_activations)
     kw = dict(power_of_two=power_of_two, collect_stats_steps=collect_stats_steps)
     wq = w.weight_quant(per_channel=per_channel_weights, power_of_two=power_of_two)
     mods: list[nn.Module] = [qnn.QuantIdentity(act_quant=i.act_quant(**kw))]
@@ -246,13 +243,13 @@ def cnv_cnn(
         mods.append(qnn.QuantConv2d(cin, cout, kernel_size, bias=False, weight_quant=wq))
         if batchnorm:
             mods.append(nn.BatchNorm2d(cout))
-        mods.append(qnn.QuantReLU(act_quant=a.act_quant(unsigned=True, **kw)))
+        mods.append(qnn.QuantReLU(act_quant=h.act_quant(unsigned=True, **kw)))
         mods.append(nn.MaxPool2d(2))
         cin = cout
     mods.append(nn.Flatten())
     mods.append(qnn.QuantLinear(cin * size * size, classes, bias=False, weight_quant=wq))
     mods.append(qnn.QuantIdentity(act_quant=o.act_quant(**kw)))
-    return _finish(nn.Sequential(*mods), (1, in_channels, image_size, image_size), _spec_dict(w, a, i, o))
+    return _finish(nn.Sequential(*mods), (1, in_channels, image_size, image_size), _spec_dict(w, a, h, i, o))
 
 
 def calibrate(

@@ -2,7 +2,7 @@
 
 FINN+ is built to be started through its ``finn`` CLI (``run_finn.py``) on a machine with Vivado.
 Its analytic estimate-only flow needs neither, but a few global-state assumptions get in the way
-(DESIGN.md section 5). Every workaround lives here, each next to the upstream behaviour it works
+(docs/design.md, "Upstream workarounds"). Every workaround lives here, each next to the upstream behaviour it works
 around, and each is undone on exit from its context manager:
 
 - :func:`finn_session`: ``FINN_SETTINGS`` pointing at a settings file, an existing absolute
@@ -46,7 +46,7 @@ __all__ = [
     "require_finn",
 ]
 
-#: The FINN+ release this project is written against (DESIGN.md section 5).
+#: The FINN+ release this project is written against (docs/design.md, "Upstream workarounds").
 FINN_PLUS_VERSION = "1.6.1"
 
 FINN_INSTALL_HINT = (
@@ -122,7 +122,9 @@ def finn_session(build_dir: str | os.PathLike | None = None) -> Iterator[Path]:
     on exit. Yields the absolute build dir. On exit the env vars FINN reads or writes
     (``FINN_SETTINGS``, ``FINN_BUILD_DIR``, ``FINN_DEPS``, ``FINN_DEPS_DEFINITIONS``,
     ``NUM_DEFAULT_WORKERS``, ``XILINX_VIVADO``) and FINN's global settings object are restored.
-    Holds :data:`FINN_LOCK` for its duration.
+    Holds :data:`FINN_LOCK` for its duration. Inside it FINN's builder imports without Vivado, so a
+    user's own ``build_dataflow_cfg`` build runs there; the I/O changes that build makes to
+    ``sys.stdout``/``sys.stderr`` and logging are undone on exit (:func:`builder_io`).
     """
     require_finn()
     import finn.util.settings as finn_settings
@@ -176,7 +178,32 @@ def finn_session(build_dir: str | os.PathLike | None = None) -> Iterator[Path]:
         # get_settings() raises FINNUserError otherwise, already while finn.builder is imported.
         # This also exports FINN_DEPS, FINN_DEPS_DEFINITIONS and NUM_DEFAULT_WORKERS (restored).
         finn_settings.initialize_dummy_settings()
+        # A user's own `import finn.builder.build_dataflow` inside the session works (see _builder_importable),
+        # and what build_dataflow_cfg does to sys.stdout/stderr and logging is undone on exit (builder_io).
+        stack.enter_context(_builder_importable())
+        stack.enter_context(builder_io(quiet=False))
         yield build_path
+
+
+@contextlib.contextmanager
+def _builder_importable() -> Iterator[None]:
+    """Let ``finn.builder`` be imported without Vivado for the duration of the block.
+
+    Upstream: build_dataflow_steps does `from finn.xsi import SimEngine` at import time, only for a
+    type hint. finn.xsi resolves that name lazily by checking for (and trying to compile) its
+    Vivado-XSI simulation extension, which fails without Vivado. A stand-in class satisfies the
+    import; it is removed again afterwards so finn.xsi keeps its lazy behaviour for real users.
+    """
+    import finn.xsi
+
+    stubbed = not _vivado_is_real() and "SimEngine" not in vars(finn.xsi)
+    if stubbed:
+        finn.xsi.SimEngine = object
+    try:
+        yield
+    finally:
+        if stubbed and vars(finn.xsi).get("SimEngine") is object:
+            del finn.xsi.SimEngine
 
 
 def import_builder() -> SimpleNamespace:
@@ -192,22 +219,10 @@ def import_builder() -> SimpleNamespace:
 
     if finn_settings._SETTINGS is None:
         raise RuntimeError("import the FINN builder inside finn_session(): it needs FINN settings")
-    import finn.xsi
-
-    # Upstream: build_dataflow_steps does `from finn.xsi import SimEngine` at import time, only for
-    # a type hint. finn.xsi resolves that name lazily by checking for (and trying to compile) its
-    # Vivado-XSI simulation extension, which fails without Vivado. A stand-in class satisfies the
-    # import; it is removed again afterwards so finn.xsi keeps its lazy behaviour for real users.
-    stubbed = not _vivado_is_real() and "SimEngine" not in vars(finn.xsi)
-    if stubbed:
-        finn.xsi.SimEngine = object
-    try:
+    with _builder_importable():
         import finn.builder.build_dataflow as build_dataflow
         import finn.builder.build_dataflow_config as config
         import finn.builder.build_dataflow_steps as steps
-    finally:
-        if stubbed and vars(finn.xsi).get("SimEngine") is object:
-            del finn.xsi.SimEngine
     return SimpleNamespace(build_dataflow=build_dataflow, config=config, steps=steps)
 
 

@@ -9,7 +9,7 @@ generic op in a copy of the graph, keeping all attributes (folding, data types, 
 thresholds are the same), so the folded, specialized graph runs with ``execute_onnx``. This
 checks the graph transformations (streamlining, conversion to HW, folding, bit-width
 minimization); it does not simulate the HLS or RTL code. Measured: integer-exact against Brevitas
-for W4A4 and W2A2 MLPs (DESIGN.md section 5) and for the TFC / CNV-like test models
+for W4A4 and W2A2 MLPs (docs/design.md, "Upstream workarounds") and for the TFC / CNV-like test models
 (tests/test_build.py), except inputs lying exactly on a float32 threshold (Brevitas rounds half to
 even, FINN compares ``x >= T``).
 
@@ -106,7 +106,7 @@ def execute_hw_graph(
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.custom_op.registry import getCustomOp
 
-    import finn_transforms.native.hw_op  # noqa: F401  (registers MinifloatMVAU with qonnx)
+    import finn_transforms.native.hw_op  # noqa: F401  (registers MVAU_minifloat with qonnx)
 
     model = to_generic_hw_graph(model)
     input_dict = _input_dict(model, inputs)

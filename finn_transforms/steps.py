@@ -198,13 +198,16 @@ def make_step_lower_minifloat(
     *,
     max_weight_bits: int = DEFAULT_MAX_WEIGHT_BITS,
     max_thresholds: int = DEFAULT_MAX_THRESHOLDS,
-    mapping: str = DEFAULT_MAPPING,
+    mapping: str | None = None,
     max_acc_bits: int = DEFAULT_MAX_ACC_BITS,
 ) -> Callable[[ModelWrapper, Any], ModelWrapper]:
     """``step_lower_minifloat`` with explicit limits and mapping (`finn_transforms.native.mapping`;
-    ``max_acc_bits`` bounds the exact accumulator of native layers), a callable step named
-    ``step_lower_minifloat``."""
-    LowerMinifloatWeights(max_weight_bits, mapping=mapping)  # validate now, not in the middle of a build
+    ``None``: the build config's ``minifloat_mapping``, e.g. ``build_estimates(mapping=...)``, else
+    ``"auto"``; ``max_acc_bits`` bounds the exact accumulator of native layers), a callable step
+    named ``step_lower_minifloat``."""
+    if mapping is not None:
+        check_mapping(mapping)
+    LowerMinifloatWeights(max_weight_bits)  # validate now, not in the middle of a build
     LowerSyqGroupScales(max_weight_bits)
     LowerMinifloatActivations(max_thresholds)
     if int(max_acc_bits) < 2:
@@ -212,7 +215,8 @@ def make_step_lower_minifloat(
 
     @functools.wraps(step_lower_minifloat)
     def step(model: ModelWrapper, cfg: Any) -> ModelWrapper:
-        return _step(model, cfg, int(max_weight_bits), int(max_thresholds), mapping, int(max_acc_bits))
+        chosen = mapping if mapping is not None else check_mapping(getattr(cfg, "minifloat_mapping", DEFAULT_MAPPING))
+        return _step(model, cfg, int(max_weight_bits), int(max_thresholds), chosen, int(max_acc_bits))
 
     return step
 

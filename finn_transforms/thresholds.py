@@ -2,7 +2,7 @@
 
 A quantizer ``y = s * Q(fl(x / s))`` (``Q`` = `MinifloatFormat.quantize`, ``fl`` = float32
 division) is lowered to a MultiThreshold whose output is the embedded integer
-``k = Q(fl(x / s)) / delta`` (DESIGN.md section 2), followed by ``Mul(s * delta)``.
+``k = Q(fl(x / s)) / delta`` (docs/design.md, "Semantics"), followed by ``Mul(s * delta)``.
 
 MultiThreshold outputs ``out_bias + #{j : x >= T_j}`` with ``out_bias = integer_min``. Between two
 consecutive grid values ``v_i < v_{i+1}`` the integer jumps by ``k_{i+1} - k_i`` (more than 1 in the

@@ -9,7 +9,10 @@ output comes from a quantizer, outputs are compared as integers in units of the 
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,3 +179,21 @@ def verify(
         bad = ", ".join(f"{s.stage} ({s.mismatches}/{s.total})" for s in bad_stages)
         raise VerificationError(f"stages disagree with torch: {bad}\n{report.summary()}", report)
     return report
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as its `verify` function.
+
+    ``import finn_transforms.verify`` makes the import system bind the package attribute
+    ``finn_transforms.verify`` to this module, which would shadow the function of the same name that
+    ``finn_transforms`` exports. Calling the module calls the function, so ``finn_transforms.verify(...)``,
+    ``from finn_transforms import verify`` and ``from finn_transforms.verify import verify`` all work,
+    in any import order.
+    """
+
+    def __call__(self, *args, **kwargs) -> VerifyReport:
+        return verify(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+__signature__ = inspect.signature(verify)  # what inspect.signature / help show for the callable module

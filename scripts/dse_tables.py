@@ -20,12 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from brevitas_minifloat.dse import (  # noqa: E402
     TECHNIQUE_STUDY,
@@ -293,7 +291,7 @@ def main() -> None:
         "",
         "## Timings",
         "",
-        *cli_timing(args.cache / "results.json"),
+        *cli_timing(args.cache / "default" / "results.json"),
         f"Job times measured inside the jobs (one torch thread each) for the default sweep: PTQ + evaluation "
         f"{_sum(default.rows, 'ptq_s', 'eval_s'):.0f} s over {len(default.rows)} points, FINN estimate builds "
         f"{_sum(_unique_hw(default.rows), 'build_s'):.0f} s over {len(_unique_hw(default.rows))} format pairs. "
@@ -305,7 +303,7 @@ def main() -> None:
         "## Reproduce",
         "",
         "```bash",
-        "make dse                              # or: brevitas-minifloat dse  (report in out/dse)",
+        "make dse                              # or: brevitas-minifloat dse  (report in out/dse/default)",
         "python scripts/dse_tables.py          # this page; reuses out/dse/cache",
         "python scripts/train_dse_workload.py  # retrain the shipped float weights (optional)",
         "```",

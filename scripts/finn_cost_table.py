@@ -23,7 +23,6 @@ import datetime
 import json
 import math
 import platform
-import sys
 import tempfile
 import time
 import warnings
@@ -32,7 +31,6 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
@@ -186,7 +184,9 @@ def run_one(kind: str, weights: str, activations: str, work: Path) -> dict:
     out = work / tag
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    model = calibrate(factory(weights, activations, **kwargs), seed=0)
+    # This study's ReLU outputs drop the sign bit (E2M1 -> E2M1_U, one bit fewer); INTn -> UINTn.
+    hidden = None if activations.upper().startswith("INT") else activations + "_U"
+    model = calibrate(factory(weights, activations, hidden_activations=hidden, **kwargs), seed=0)
     exported = export_qonnx(model, torch.randn(model.input_shape), out / "qonnx.onnx")
     result: dict = dict(model=kind, weights=weights, activations=activations, spec=dict(model.spec))
     start = time.perf_counter()
@@ -290,7 +290,7 @@ def format_table() -> list[str]:
             lines.append(f"| {spec} | {n} | {2**n} | INT{n} | UINT{n} | {2**n - 1:,} / {2**n - 1:,} |")
             continue
         f = p.minifloat
-        u = MinifloatFormat.parse(p.unsigned_name())
+        u = MinifloatFormat.parse(spec + "_U")  # as built (the sign bit dropped)
         lines.append(
             f"| {f.name} | {f.bit_width} | {len(f.values())} | {f.integer_datatype} (+-{f.integer_max:,}) | "
             f"{u.name} ({u.bit_width} bits), {u.integer_datatype} | {threshold_count(f):,} / {threshold_count(u):,} |"
@@ -388,7 +388,7 @@ def commentary(results: dict[str, list[dict]]) -> list[str]:
     if widen:
         out.append(
             "**The integer embedding widens weights.** FINN's MVAU multiplies integers, so a minifloat weight enters "
-            "as its embedded integer k = v / delta (DESIGN.md section 2). Weight datatypes of FINN's final MVAUs "
+            "as its embedded integer k = v / delta ([design: Semantics](design.md#semantics)). Weight datatypes of FINN's final MVAUs "
             f"({main_name}, after FINN's own bit-width minimisation): " + ", ".join(widen) + ". Formats with E <= 2 stay "
             "within a bit or two of their storage width; each further exponent bit doubles the range of k, so E3 "
             "formats need 9-10-bit and E4M3 19-bit multipliers and weight memories (`weight kbit` column). E4M3 "

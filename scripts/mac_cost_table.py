@@ -22,7 +22,6 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from brevitas_minifloat.hw import table  # noqa: E402
 from brevitas_minifloat.hw.cost import default_cache_dir, yosys_missing  # noqa: E402

@@ -39,7 +39,6 @@ import argparse
 import json
 import platform
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -54,7 +53,6 @@ from brevitas.quant.ternary import SignedTernaryWeightPerTensorConst
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from brevitas_minifloat import syq_weight_quant  # noqa: E402
 from brevitas_minifloat.quant.syq import SyqTensorQuant  # noqa: E402

@@ -34,7 +34,6 @@ import datetime
 import json
 import platform
 import re
-import sys
 import tempfile
 import time
 import warnings
@@ -42,8 +41,6 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

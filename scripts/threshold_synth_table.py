@@ -27,14 +27,13 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
 from brevitas_minifloat.hw.cost import yosys_missing, yosys_version  # noqa: E402
 
-#: (activation spec, channels, batchnorm, PE values). After the ReLU: E2M1 -> E2M1_U (3 bits),
-#: E2M3 -> E2M3_U (5 bits), E3M2 -> E3M2_U (5 bits); INTn -> UINTn.
+#: (activation spec, channels, batchnorm, PE values). After the ReLU (`hidden_format`): E2M1 -> E2M1_U
+#: (3 bits), E2M3 -> E2M3_U (5 bits), E3M2 -> E3M2_U (5 bits); INTn -> UINTn.
 LAYERS = [
     ("E2M1", 64, True, (1, 4)),
     ("INT3", 64, True, (1, 4)),
@@ -51,14 +50,18 @@ LAYERS = [
 SIM_FRAMES = 4
 
 
-def act_name(spec: str) -> str:
-    """The hidden activation after the ReLU, as the zoo builds it."""
-    if spec.upper().startswith("INT"):
-        return "U" + spec.upper()
-    from brevitas_minifloat.formats import MinifloatFormat
+def hidden_format(spec: str) -> str | None:
+    """This study's hidden activation for a minifloat spec: the sign bit dropped (E2M1 -> E2M1_U, one
+    bit fewer), passed to the zoo as ``hidden_activations``; ``None`` (the zoo's UINTn) for INTn."""
+    return None if spec.upper().startswith("INT") else spec + "_U"
 
-    fmt = MinifloatFormat.parse(spec + "_U")
-    return f"{fmt.name} ({fmt.bit_width} b)"
+
+def act_name(spec: str) -> str:
+    """The hidden activation after the ReLU, as built."""
+    from brevitas_minifloat.zoo import parse_spec
+
+    hidden = parse_spec(hidden_format(spec) or spec)
+    return hidden.unsigned_name() if hidden.is_int else f"{hidden.name} ({hidden.minifloat.bit_width} b)"
 
 
 def sim_inputs(thresholds: np.ndarray, idt_name: str, frames: int, rng) -> np.ndarray:
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs = []
         for i, (act, channels, bn, pes) in enumerate(LAYERS):
             torch.manual_seed(0)
-            model = calibrate(tfc_mlp("INT4", act, hidden=channels, in_features=16, classes=4, layers=1, batchnorm=bn))
+            model = calibrate(tfc_mlp("INT4", act, hidden=channels, in_features=16, classes=4, layers=1, batchnorm=bn,
+                                      hidden_activations=hidden_format(act)))
             path, node = synth.build_threshold_layer(model, torch.randn(model.input_shape), Path(tmp) / f"layer{i}")
             for pe in pes:
                 jobs.append(dict(act=act, channels=channels, batchnorm=bn, pe=pe, path=path, node=node))

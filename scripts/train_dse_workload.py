@@ -14,15 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from brevitas_minifloat.dse.embedded import FASHION_CNV, WEIGHTS_DIR, sha256_file  # noqa: E402
-from brevitas_minifloat.dse.workload import load_model, train_float_model  # noqa: E402
+from brevitas_minifloat.dse.embedded import FASHION_CNV, WEIGHTS_DIR, sha256_file
+from brevitas_minifloat.dse.workload import load_model, train_float_model
 
 
 def main() -> None:

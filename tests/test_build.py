@@ -391,9 +391,10 @@ def test_target_fps_hooks_and_folding_config(tfc, tmp_path):
         folding_config={"MVAU_hls_0": {"PE": 4, "SIMD": 16}},
     )
     assert calls and calls[0][1] == 10.0
-    assert list(folded.step_times_s)[:3] == [
+    assert list(folded.step_times_s)[:4] == [
         "step_qonnx_cleanup",
         "step_count_nodes",
+        "step_lower_minifloat",  # build_estimates(lower=True), the default: our lowering after the hooks
         "step_qonnx_to_finn",
     ]
     layer = folded.layer("MVAU_hls_0")
@@ -436,11 +437,11 @@ def test_unmappable_node_is_named(tmp_path, monkeypatch):
 @pytest.mark.needs_finn
 def test_leftover_floatquant_is_not_silently_dropped(tmp_path):
     path = _export(Fp8Input(), (1, 16), tmp_path / "fp8.onnx")
-    with pytest.raises(FinnBuildError, match="FloatQuant") as info:
-        build_estimates(path, tmp_path / "checked")
+    with pytest.raises(FinnBuildError, match="FloatQuant") as info:  # without our lowering step
+        build_estimates(path, tmp_path / "checked", lower=False)
     assert any("FloatQuant" in node for node in info.value.unmapped_nodes)
     # FINN alone only warns and leaves the FP8 layer out of the estimate:
-    report = build_estimates(path, tmp_path / "unchecked", allowed_software_ops=None)
+    report = build_estimates(path, tmp_path / "unchecked", allowed_software_ops=None, lower=False)
     assert any("FloatQuant" in node for node in report.software_nodes)
     assert any("not estimated" in note for note in report.notes)
 

@@ -53,16 +53,21 @@ def test_dse_small_sweep(tmp_path, capsys):
     assert cli.main(args) == 0
     text = capsys.readouterr().out
     assert "design space: 5 points" in text and "Pareto frontier" in text
-    doc = json.loads((out / "results.json").read_text())
+    assert f"training {MLP}" in text
+    (report,) = [p for p in out.iterdir() if p.name.startswith("default-")]  # changed preset: its own folder
+    assert f"report -> {report}" in text
+    doc = json.loads((report / "results.json").read_text())
     assert {(r["weights"], r["activations"]) for r in doc["rows"]} == {
         ("INT4", "INT4"), ("E1M2", "E1M2"), ("E1M2", "E2M1"), ("E2M1", "E1M2"), ("E2M1", "E2M1")}
     assert all(r["accuracy"] > 0.5 for r in doc["rows"])
-    assert (out / "accuracy_vs_lut.png").is_file() and (out / "float_model.pt").is_file()
-    # resumable: the second run only reads the cache
+    assert (report / "accuracy_vs_lut.png").is_file() and (out / "float_model.pt").is_file()
+    assert json.loads((report / "sweep.json").read_text())["points"]["weight_bits"] == [4]
+    # resumable: the second run only reads the cache (and says it loads the trained model)
     assert cli.main(args) == 0
     # 1 float + 5 points + 2 more calibration samples per frontier point
-    n_front = len(json.loads((out / "results.json").read_text())["frontier"])
-    assert f"0 jobs run, {6 + 2 * n_front} cached" in capsys.readouterr().out
+    n_front = len(json.loads((report / "results.json").read_text())["frontier"])
+    text = capsys.readouterr().out
+    assert f"0 jobs run, {6 + 2 * n_front} cached" in text and f"loading {MLP}" in text
 
 
 def test_missing_data_and_finn_say_what_to_install(monkeypatch, tmp_path, capsys):
@@ -98,18 +103,8 @@ def test_export_build_verify(mlp_checkpoint, tmp_path, capsys):
         report = json.loads((tmp_path / "build" / "estimates.json").read_text())
         assert report["total_lut"] > 0
 
-    import importlib.util
-
-    if importlib.util.find_spec("finn_transforms.verify") is not None:
-        code = cli.main(["verify", mlp_checkpoint, "--w-format", "E2M1", "--a-format", "E2M1", "--techniques", "none",
-                         "--no-build", "--samples", "4", "-o", str(tmp_path / "verify")])
-        assert code == 0, capsys.readouterr()
-    real_find_spec = importlib.util.find_spec
-    mp = pytest.MonkeyPatch()
-    mp.setattr(importlib.util, "find_spec",
-               lambda name, *a: None if name == "finn_transforms.verify" else real_find_spec(name, *a))
-    try:
-        assert cli.main(["verify", mlp_checkpoint, "--w-format", "E2M1"]) == cli.EXIT_UNAVAILABLE
-    finally:
-        mp.undo()
-    assert "not available yet" in capsys.readouterr().err
+    code = cli.main(["verify", mlp_checkpoint, "--w-format", "E2M1", "--a-format", "E2M1", "--techniques", "none",
+                     "--no-build", "--samples", "4", "-o", str(tmp_path / "verify")])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "comparison inputs: 4 test images of mnist-5k" in text

@@ -152,16 +152,19 @@ def test_load_model_forms_and_errors(tmp_path):
 
 # ------------------------------------------------------------------------------------- sweeps
 def test_sweep_records_refusals_writes_report_and_resumes(workload, tmp_path):
-    """FINN estimates for two pairs: INT4 builds, E4M3 activations (491,520 thresholds) are refused
-    and recorded as data. A second run computes nothing; an extra point computes only itself."""
+    """FINN estimates for two pairs: INT4 builds; E4M3 activations are refused with the integer
+    embedding (491,520 thresholds, recorded as data) and build as native layers, a row per mapping.
+    A second run computes nothing; an extra point computes only itself."""
     finn = finn_available()
     points = [Point("INT4", "INT4"), Point("E2M1", "E4M3")]
     ex = CountingExecutor()
     result = run_dse(workload, points, tmp_path, executor=ex, finn=finn, progress=False, calibration_seeds=1)
     assert sorted(ex.calls) == sorted(["float_accuracy_job", "accuracy_job", "accuracy_job"]
-                                      + (["hardware_job"] * 2 if finn else []))
+                                      + (["hardware_job"] * 3 if finn else []))
     assert 0.8 < result.fp32_accuracy <= 1
-    int4, e4m3 = result.rows
+    int4, e4m3, e4m3_native = result.rows
+    assert [r["mapping"] for r in result.rows] == ["integer", "embedding", "native"]
+    assert e4m3_native["accuracy"] == e4m3["accuracy"]
     for row in result.rows:
         assert row["status"] == "ok" and 0.5 < row["accuracy"] <= 1
         assert row["accuracy_drop"] == pytest.approx(result.fp32_accuracy - row["accuracy"])
@@ -171,11 +174,14 @@ def test_sweep_records_refusals_writes_report_and_resumes(workload, tmp_path):
         assert int4["hw_status"] == "ok" and int4["finn_lut"] > 0 and int4["finn_max_cycles"] > 0
         assert e4m3["hw_status"] == "not lowerable" and "threshold" in e4m3["hw_reason"].lower()
         assert e4m3["finn_lut"] is None
-        assert result.frontier == [int4]
+        assert e4m3_native["hw_status"] == "ok", e4m3_native["hw_reason"]
+        assert e4m3_native["finn_lut"] > 0 and e4m3_native["finn_mvau_lut"] > 0
+        assert int4 in result.frontier and e4m3 not in result.frontier
+        assert result.frontier == sorted(result.frontier, key=lambda r: r["finn_lut"])
     for name in ("results.csv", "results.json", "frontier.csv", "accuracy_vs_lut.png", "heatmap.png", "summary.txt"):
         assert (tmp_path / name).is_file(), name
     doc = json.loads((tmp_path / "results.json").read_text())
-    assert len(doc["rows"]) == 2 and doc["fp32_accuracy"] == result.fp32_accuracy
+    assert len(doc["rows"]) == 3 and doc["fp32_accuracy"] == result.fp32_accuracy
     assert (tmp_path / "results.csv").read_text().splitlines()[0].startswith("weights,activations,techniques")
     cache_files = list((tmp_path / "cache").rglob("*.json"))
     assert cache_files and all(json.loads(f.read_text())["key"]["workload"] for f in cache_files)  # plain JSON
@@ -260,9 +266,10 @@ def test_measured_mac_columns_use_synthesized_units_and_finn_folding(workload, t
         if not finn:
             assert row["yosys_lut_folded"] is None
             continue
-        graph = onnx.load(str(tmp_path / "builds" / f"W_{row['weights']}_A_{row['activations']}" / "finn"
+        slug = f"W_{row['weights']}_A_{row['activations']}_{'embedding' if row['mapping'] == 'integer' else row['mapping']}"
+        graph = onnx.load(str(tmp_path / "builds" / slug / "finn"
                               / "intermediate_models" / "step_generate_estimate_reports.onnx"))
-        mvaus = [n for n in graph.graph.node if n.op_type.startswith("MVAU")]
+        mvaus = [n for n in graph.graph.node if n.op_type.startswith("MVAU")]  # FINN's and native (MVAU_minifloat)
         act = {"INT4": "UINT4", "E2M1": "E2M2_U"}[row["activations"]]
         expected = 0.0
         for node in mvaus:
@@ -273,7 +280,8 @@ def test_measured_mac_columns_use_synthesized_units_and_finn_folding(workload, t
             expected += unit["LUT_per_MAC"] * attr["PE"] * attr["SIMD"]
         assert len(mvaus) >= 2 and row["yosys_lut_folded"] == pytest.approx(expected)
         assert row["finn_mvau_lut"] > 0 and row["yosys_mac_lut"] > 0
-    int4, e2m1 = result.rows
+    int4, e2m1 = result.rows[:2]
+    assert [r["mapping"] for r in result.rows] == (["integer", "embedding", "native"] if finn else [None, None])
     assert e2m1["yosys_mac_lut"] > int4["yosys_mac_lut"]  # the exponent shifter is not free
     assert "yosys_lut_folded" in (tmp_path / "results.csv").read_text().splitlines()[0]
 

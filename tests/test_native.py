@@ -1,4 +1,4 @@
-"""Native minifloat layers: ordinal thresholds, OrdinalDecode, the MinifloatMVAU HW op, the mapping
+"""Native minifloat layers: ordinal thresholds, OrdinalDecode, the MVAU_minifloat HW op, the mapping
 rule, conversion and FINN builds (`finn_transforms.native`).
 
 Oracles: the format's quantizer (`MinifloatFormat.quantize`) for thresholds, exact rational
@@ -100,12 +100,12 @@ def test_ordinal_decode_executes_every_ordinal_and_refuses_others(name):
             op.execute_node({"o": np.array([[bad]], dtype=np.float32), "k": None}, None)
 
 
-# ------------------------------------------------------------------------------- MinifloatMVAU
+# ------------------------------------------------------------------------------- MVAU_minifloat
 def mvau_node(wfmt: str, ifmt: str, mw: int, mh: int, pe: int, simd: int, vecs=(1,)):
     from finn_transforms.native import hw_op  # noqa: F401  (registers the op)
 
     return helper.make_node(
-        "MinifloatMVAU", ["x", "w"], ["y"], domain="finn.custom_op.fpgadataflow", backend="fpgadataflow",
+        "MVAU_minifloat", ["x", "w"], ["y"], domain="finn.custom_op.fpgadataflow", backend="fpgadataflow",
         MW=mw, MH=mh, PE=pe, SIMD=simd, inputDataType="UINT8", weightDataType="UINT8", outputDataType="INT64",
         accDataType="INT128", noActivation=1, numInputVectors=list(vecs), weightFormat=wfmt, inputFormat=ifmt,
     )
@@ -223,7 +223,8 @@ def test_native_mapping_keeps_the_lowered_graph_exact_for_narrow_formats():
 
 def test_ordinal_activation_into_integer_weights_is_refused_naming_both_nodes():
     model = exported(small_mlp("INT4", "E4M3", "INT8"), (1, 16))
-    with pytest.raises(LoweringError, match=r"E4M3.*MatMul.*not a dense MatMul/Conv with minifloat weights"):
+    # after the ReLU the zoo uses E4M3's unsigned variant of the same width, E4M4_U
+    with pytest.raises(LoweringError, match=r"E4M4_U.*MatMul.*not a dense MatMul/Conv with minifloat weights"):
         lower_minifloat(model)
 
 
@@ -252,10 +253,10 @@ def test_e4m3_mlp_builds_native_with_no_override_and_matches_qonnx(tmp_path):
     model = exported(small_mlp("E4M3", "E4M3", "E4M3", layers=2), (1, 16))
     x = np.random.default_rng(3).standard_normal((3, 16)).astype(np.float32) * 4
     report = build_and_compare(model, tmp_path, x, extra_steps_before=[MINIFLOAT_STEP], target_fps=200000)
-    native = [layer for layer in report.layers if layer.op_type == "MinifloatMVAU_rtl"]
+    native = [layer for layer in report.layers if layer.op_type == "MVAU_minifloat_rtl"]
     assert len(native) == 3 and all(layer.cycles and layer.lut > 0 for layer in native)
     assert report.max_cycles <= 500  # target_fps folded the native layers too
-    assert not any(layer.op_type.startswith("MVAU") for layer in report.layers)
+    assert not any(layer.op_type in ("MVAU_hls", "MVAU_rtl") for layer in report.layers)
 
 
 @needs_finn
@@ -269,7 +270,7 @@ def test_e5m2_cnn_with_wide_accumulators_builds(tmp_path):
     x = np.random.default_rng(4).standard_normal((2, 1, 10, 10)).astype(np.float32)
     report = build_and_compare(q, tmp_path, x, extra_steps_before=[MINIFLOAT_STEP])
     hw = ModelWrapper(str(report.hw_graph_path))
-    widths = [getCustomOp(n).get_accumulator_datatype().bitwidth() for n in hw.graph.node if n.op_type == "MinifloatMVAU_rtl"]
+    widths = [getCustomOp(n).get_accumulator_datatype().bitwidth() for n in hw.graph.node if n.op_type == "MVAU_minifloat_rtl"]
     assert len(widths) == 3 and max(widths) > 64
 
 
@@ -312,7 +313,7 @@ def test_verify_mixed_native_and_integer_model(tmp_path, mapping):
     report = verify(mixed_model(), torch.randn(8, 16) * 3, tmp_path, mapping=mapping)
     assert report.ok and [s.stage for s in report.stages] == ["qonnx", "lowered", "streamlined", "hw"]
     ops = {layer.op_type for layer in report.estimates.layers}
-    assert {"MinifloatMVAU_rtl", "MVAU_rtl"} <= ops or {"MinifloatMVAU_rtl", "MVAU_hls"} <= ops
+    assert {"MVAU_minifloat_rtl", "MVAU_rtl"} <= ops or {"MVAU_minifloat_rtl", "MVAU_hls"} <= ops
 
 
 def cnv_e4m3(channels, image_size):
@@ -329,7 +330,7 @@ def test_verify_native_cnv_shaped_cnn_small(tmp_path):
 
     report = verify(cnv_e4m3((4, 8), 12), torch.randn(4, 1, 12, 12), tmp_path, mapping="native")
     assert report.ok
-    assert sum(layer.op_type == "MinifloatMVAU_rtl" for layer in report.estimates.layers) == 3
+    assert sum(layer.op_type == "MVAU_minifloat_rtl" for layer in report.estimates.layers) == 3
 
 
 @needs_finn
@@ -341,4 +342,30 @@ def test_verify_native_cnv_shaped_cnn_default_size_no_overrides(tmp_path):
 
     report = verify(cnv_e4m3((16, 32), 28), torch.randn(4, 1, 28, 28), tmp_path)
     assert report.ok
-    assert sum(layer.op_type == "MinifloatMVAU_rtl" for layer in report.estimates.layers) == 3
+    assert sum(layer.op_type == "MVAU_minifloat_rtl" for layer in report.estimates.layers) == 3
+
+
+def test_cli_mapping_choices_are_the_mappings():
+    from brevitas_minifloat import cli
+    from finn_transforms.native.mapping import DEFAULT_MAPPING, MAPPINGS
+
+    assert cli.MAPPINGS == MAPPINGS
+    args = cli.build_parser().parse_args(["build", "m.onnx"])
+    assert args.mapping == DEFAULT_MAPPING
+    assert cli.build_parser().parse_args(["dse", "--mappings", "native,auto"]).mappings == ("native", "auto")
+
+
+@needs_finn
+def test_build_estimates_mapping_reaches_the_lowering_step(tmp_path):
+    from finn_transforms.build import build_estimates
+    from finn_transforms.steps import MINIFLOAT_STEP
+
+    model = exported(small_mlp("E2M1", "E2M1", "E2M1"), (1, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auto = build_estimates(model, tmp_path / "auto", extra_steps_before=[MINIFLOAT_STEP])
+        native = build_estimates(model, tmp_path / "native", extra_steps_before=[MINIFLOAT_STEP], mapping="native")
+    assert not any(layer.op_type.startswith("MVAU_minifloat") for layer in auto.layers)  # E2M1 fits the embedding
+    assert sum(layer.op_type == "MVAU_minifloat_rtl" for layer in native.layers) == 2
+    with pytest.raises(ValueError, match="mapping must be one of"):
+        build_estimates(model, tmp_path / "bad", mapping="fp8")

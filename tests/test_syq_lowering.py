@@ -8,7 +8,7 @@ on the model output's integer codes (torch == QONNX == lowered [== streamlined =
 Integer activations use Brevitas' float-scaled quantizers here: with power-of-two activation
 scales *and* fixed-point SYQ scales, accumulator values can land exactly on a rounding tie of an
 integer activation quantizer, where Brevitas rounds half to even and FINN's MultiThreshold
-(from its own ``Quant`` conversion, not ours) rounds up (DESIGN.md section 5). Minifloat
+(from its own ``Quant`` conversion, not ours) rounds up (docs/design.md, "Upstream workarounds"). Minifloat
 activations are lowered by our tie-exact thresholds, so they are used with power-of-two scales.
 """
 

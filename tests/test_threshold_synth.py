@@ -23,8 +23,9 @@ pytestmark = pytest.mark.needs_finn
 
 @pytest.fixture(scope="module")
 def layers(tmp_path_factory):
-    """Small lowered layers: minifloat E2M1 (-> E2M1_U, 12 thresholds of which 7 distinct, UINT4
-    output) and its integer counterpart INT4 (-> UINT4, 15 distinct thresholds), 8 and 16 channels."""
+    """Small lowered layers: minifloat E2M1 with E2M1_U after the ReLU (12 thresholds of which 7
+    distinct, UINT4 output) and its integer counterpart INT4 (-> UINT4, 15 distinct thresholds), 8
+    and 16 channels."""
     import torch
 
     from brevitas_minifloat.zoo import calibrate, tfc_mlp
@@ -33,7 +34,8 @@ def layers(tmp_path_factory):
     layers = {}
     for act, c in (("E2M1", 8), ("INT4", 8), ("E2M1", 16)):
         torch.manual_seed(0)
-        model = calibrate(tfc_mlp("INT4", act, hidden=c, in_features=16, classes=4, layers=1))
+        hidden = "E2M1_U" if act == "E2M1" else None  # the sign bit dropped: one bit fewer
+        model = calibrate(tfc_mlp("INT4", act, hidden=c, in_features=16, classes=4, layers=1, hidden_activations=hidden))
         layers[(act, c)] = synth.build_threshold_layer(model, torch.randn(model.input_shape), root / f"{act}_{c}")
     return layers
 

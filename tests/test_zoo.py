@@ -22,7 +22,7 @@ def _quant_layers(model, cls):
 def test_parse_spec():
     assert parse_spec("INT4").int_bits == 4 and parse_spec("int6").name == "INT6" and parse_spec(8).int_bits == 8
     e2m1 = parse_spec("e2m1")
-    assert not e2m1.is_int and e2m1.minifloat == MinifloatFormat(2, 1) and e2m1.unsigned_name() == "E2M1_U"
+    assert not e2m1.is_int and e2m1.minifloat == MinifloatFormat(2, 1) and e2m1.unsigned_name() == "E2M2_U"  # same width (docs/design.md, "Semantics")
     assert parse_spec(MinifloatFormat(4, 3, specials="fn")).name == "E4M3_FN"
     assert parse_spec("float6_e3m2fn").minifloat == MinifloatFormat(3, 2)
     assert parse_spec("INT4").unsigned_name() == "UINT4"
@@ -45,6 +45,7 @@ def test_tfc_mlp_structure_and_forward(weights, activations):
         assert relu_fmt is None and int(relus[0].act_quant.bit_width()) == parse_spec(activations).int_bits
     else:
         assert relu_fmt is not None and not relu_fmt.signed  # the unsigned variant after a ReLU
+        assert relu_fmt.bit_width == parse_spec(activations).minifloat.bit_width  # of the same width
         assert model[-1].act_quant.minifloat_format.signed  # the output keeps the sign
     calibrate(model, batches=2, batch_size=16)
     assert not model.training
@@ -70,7 +71,7 @@ def test_default_shapes():
     cnn = cnv_cnn("E2M1", "E2M1")
     assert cnn.input_shape == (1, 1, 28, 28)
     assert _quant_layers(cnn, qnn.QuantLinear)[0].in_features == 32 * 5 * 5
-    assert cnn.spec == {"weights": "E2M1", "activations": "E2M1", "hidden_activations": "E2M1_U", "input": "INT8", "output": "E2M1"}
+    assert cnn.spec == {"weights": "E2M1", "activations": "E2M1", "hidden_activations": "E2M2_U", "input": "INT8", "output": "E2M1"}
 
 
 def test_bad_arguments():
@@ -104,3 +105,17 @@ def test_export_and_lowering_are_exact(tmp_path, factory, kwargs, weights, activ
     report = verify(model, x, tmp_path / "verify", build=False)
     assert report.ok and all(s.max_abs_diff == 0 for s in report.stages), report.summary()
     assert report.output_quantum is not None
+
+
+def test_an_unsigned_activation_spec_names_the_hidden_format():
+    """The unsigned rule keeps the width both ways: "E2M1_U" hidden after ReLUs, E2M0 (its signed
+    variant of the same width) at the output; "E2M1" gives E2M2_U after ReLUs unless
+    ``hidden_activations`` says otherwise."""
+    explicit = tfc_mlp("INT4", "E2M1", hidden_activations="E2M1_U", **SMALL_MLP)
+    assert (explicit.spec["hidden_activations"], explicit.spec["output"]) == ("E2M1_U", "E2M1")
+    assert _quant_layers(explicit, qnn.QuantReLU)[-1].act_quant.minifloat_format.name == "E2M1_U"
+    model = tfc_mlp("INT4", "E2M1_U", **SMALL_MLP)
+    assert (model.spec["activations"], model.spec["hidden_activations"], model.spec["output"]) == ("E2M0", "E2M1_U", "E2M0")
+    relu = _quant_layers(model, qnn.QuantReLU)[0]
+    assert relu.act_quant.minifloat_format == MinifloatFormat(2, 1, signed=False)
+    assert tfc_mlp("INT4", "E2M1", **SMALL_MLP).spec["hidden_activations"] == "E2M2_U"

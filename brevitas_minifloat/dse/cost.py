@@ -9,7 +9,7 @@ plugs into the same hook: `brevitas_minifloat.dse.run_dse(..., mac_cost=fn)` acc
 
 Operands. An integer ``INTn``/``UINTn`` has an ``n``-bit significand and no exponent. A minifloat
 ``ExMy`` has a ``y+1``-bit significand (hidden bit), an ``x``-bit exponent, and an integer embedding
-of ``b`` bits (`MinifloatFormat.integer_bit_width`, DESIGN.md section 2): every value is an integer
+of ``b`` bits (`MinifloatFormat.integer_bit_width`, docs/design.md, "Semantics"): every value is an integer
 multiple of ``delta``, which is how the product is accumulated exactly in fixed point.
 
 Integer x integer (``p_w``-bit by ``p_a``-bit)::

@@ -154,7 +154,9 @@ def accuracy_job(workload: dict, point: dict, options: dict | None = None) -> di
 def hardware_job(workload: dict, weights: str, activations: str, options: dict | None = None) -> dict:
     """FINN estimates of the workload quantized to ``weights``/``activations`` (calibration only:
     the formats, not the PTQ technique, decide the hardware): export to QONNX, lower our minifloat
-    quantizers, run FINN's estimate-only build. Refusals and failures come back as ``status``."""
+    quantizers (``options["mapping"]``: ``"embedding"`` by default, or ``"native"`` / ``"auto"``,
+    `finn_transforms.native.mapping`), run FINN's estimate-only build. Refusals and failures come
+    back as ``status``."""
     from brevitas_minifloat.export import ExportRefused, export_qonnx
     from brevitas_minifloat.ptq import quantize
 
@@ -163,7 +165,7 @@ def hardware_job(workload: dict, weights: str, activations: str, options: dict |
     wl = _workload(workload)
     model, calibration, xte, _ = wl.load()
     root = Path(options.get("build_root") or "out/dse/builds")
-    slug = f"W_{weights}_A_{activations}".replace("/", "_")
+    slug = f"W_{weights}_A_{activations}_{options.get('mapping', 'embedding')}".replace("/", "_")
     out = root / slug
     t0 = time.perf_counter()
     try:

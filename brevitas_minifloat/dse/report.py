@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 CSV_COLUMNS = (
-    "weights", "activations", "techniques", "kind", "w_bits", "a_bits", "w_int_bits", "a_int_bits",
+    "weights", "activations", "techniques", "mapping", "kind", "w_bits", "a_bits", "w_int_bits", "a_int_bits",
     "status", "accuracy", "acc_lo", "acc_hi", "calib_min", "calib_max", "frontier_p", "frontier_distinct",
     "accuracy_drop", "output_mse", "ptq_s", "eval_s", "build_s",
     "hw_status", "finn_lut", "finn_bram18", "finn_dsp", "finn_max_cycles", "finn_fps",
@@ -38,8 +38,8 @@ def write_report(result, out: Path) -> None:
         "frontier_x": result.frontier_x,
         "stats": result.stats,
         "rows": result.rows,
-        "frontier": [{k: r.get(k) for k in ("weights", "activations", "techniques", "frontier_p", "frontier_distinct")}
-                     for r in result.frontier],
+        "frontier": [{k: r.get(k) for k in ("weights", "activations", "techniques", "mapping", "frontier_p",
+                                            "frontier_distinct")} for r in result.frontier],
     }
     (out / "results.json").write_text(json.dumps(doc, indent=1))
     _write_csv(out / "results.csv", result.rows)

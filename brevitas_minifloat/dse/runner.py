@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,13 +184,21 @@ def mark_frontier(frontier: list[dict], correctness: dict[str, str | None], *, a
         row["frontier_p"], row["frontier_distinct"] = round(p, 5), p < alpha
 
 
+def point_mappings(point: Point, mappings: Sequence[str]) -> list[str]:
+    """The mappings a point is built with: every one of ``mappings`` when it has a minifloat format,
+    else only FINN's integer flow (``"integer"``). Without FINN builds rows have no mapping (``None``)."""
+    if kind_of(point.weights) == kind_of(point.activations) == "int":
+        return ["integer"]
+    return list(mappings)
+
+
 def _row(point: Point, acc: dict | None, hw: dict | None, fp32: float, mac_cost: MacCostFn,
-         cost_fps: float, measured: dict | None = None) -> dict:
+         cost_fps: float, measured: dict | None = None, mapping: str | None = None) -> dict:
     w, a = as_spec(point.weights), as_spec(point.activations)
     kinds = {kind_of(point.weights), kind_of(point.activations)}
     row = {
         "weights": point.weights, "activations": point.activations,
-        "techniques": technique_label(point.techniques),
+        "techniques": technique_label(point.techniques), "mapping": mapping,
         "kind": kinds.pop() if len(kinds) == 1 else "mixed",
         "w_bits": w.bits, "a_bits": a.bits,
         "w_int_bits": w.fmt.integer_bit_width if w.is_minifloat else w.bits,
@@ -297,6 +305,7 @@ def run_dse(
     calibration_seeds: int = 3,
     spread: str = "frontier",
     alpha: float = 0.05,
+    mappings: Sequence[str] = ("embedding", "native"),
 ) -> DSEResult:
     """Evaluate every point; write the report to ``out_dir`` (CSV, JSON, frontier, PNG plots).
 
@@ -318,6 +327,11 @@ def run_dse(
     ``calibration_seeds - 1`` other calibration samples (`Workload.calibration_batch`), giving
     ``calib_accuracies`` and their range ``calib_min``..``calib_max``; each frontier point is tested
     against its cheaper neighbour with McNemar's exact paired test (`mark_frontier`, level ``alpha``).
+
+    Points with a minifloat format are built once per entry of ``mappings`` (``"embedding"``: the
+    integers that contain the format; ``"native"``: native minifloat layers; ``"auto"``;
+    `finn_transforms.native.mapping`), one row each (column ``mapping``; integer points: one row,
+    ``"integer"``), and every row competes for the frontier.
 
     The Pareto frontier is accuracy vs ``frontier_x`` (default: ``"finn_lut"``, or the analytic
     ``"mac_lut_at_fps"`` when ``finn=False``).
@@ -367,13 +381,25 @@ def run_dse(
     for p in points:
         acc_keys[p.key] = key("accuracy", point=p.to_dict())
         lookup(acc_keys[p.key], jobs.accuracy_job, (wl, p.to_dict(), acc_opts))
+    from finn_transforms.native.mapping import check_mapping
+
+    mappings = [check_mapping(m) for m in mappings]
+
+    def row_mappings(p: Point) -> list[str | None]:
+        return point_mappings(p, mappings) if finn else [None]
+
     hw_keys = {}
     if finn:
         hw_extra = {"target_fps": target_fps, "clock_ns": clock_ns}
         for p in points:
-            if p.hw_key not in hw_keys:
-                hw_keys[p.hw_key] = key("hardware", weights=p.weights, activations=p.activations, **hw_extra)
-                lookup(hw_keys[p.hw_key], jobs.hardware_job, (wl, p.weights, p.activations, hw_opts))
+            for m in point_mappings(p, mappings):
+                if (p.hw_key, m) in hw_keys:
+                    continue
+                # "integer" and "embedding" builds keep the key they had before mappings existed
+                extra = hw_extra if m in ("integer", "embedding") else {**hw_extra, "mapping": m}
+                hw_keys[p.hw_key, m] = key("hardware", weights=p.weights, activations=p.activations, **extra)
+                opts = {**hw_opts, "mapping": "embedding" if m == "integer" else m}
+                lookup(hw_keys[p.hw_key, m], jobs.hardware_job, (wl, p.weights, p.activations, opts))
     mac_keys = {}
     if measured_mac is not None:
         if measured_mac not in ("shift", "decode"):
@@ -405,11 +431,13 @@ def run_dse(
         fp32 = fp.get("accuracy")
         if fp32 is None:
             raise RuntimeError(f"the float model could not be evaluated: {fp.get('reason')}\n{fp.get('trace', '')}")
-        rows = [_row(p, get(acc_keys[p.key]), get(hw_keys.get(p.hw_key)), fp32, mac_cost, cost_fps,
-                     get(mac_keys.get(p.hw_key))) for p in points]
+        point_rows = [(p, _row(p, get(acc_keys[p.key]), get(hw_keys.get((p.hw_key, m))), fp32, mac_cost, cost_fps,
+                               get(mac_keys.get(p.hw_key)), mapping=m)) for p in points for m in row_mappings(p)]
+        rows = [r for _, r in point_rows]
         # the spread over calibration samples: the same points calibrated on other training samples
         on_front = {id(r) for r in pareto_front(rows, x=frontier_x)}
-        spread_points = points if spread == "all" else [p for p, r in zip(points, rows) if id(r) in on_front]
+        front_keys = {p.key for p, r in point_rows if id(r) in on_front}
+        spread_points = points if spread == "all" else [p for p in points if p.key in front_keys]
         for p in spread_points:
             seed_keys[p.key] = [acc_keys[p.key]]
             for seed in range(1, calibration_seeds):
@@ -430,7 +458,7 @@ def run_dse(
     todo += todo_seeds
 
     correctness = {p.key: (get(acc_keys[p.key]) or {}).get("correct") for p in points}
-    for p, r in zip(points, rows):
+    for p, r in point_rows:
         r["point"] = p.key
         if p.key in seed_keys:
             accs = [(get(k) or {}).get("accuracy") for k in seed_keys[p.key]]
@@ -448,7 +476,8 @@ def run_dse(
                "executor": type(executor).__name__ if executor is not None else "ProcessPoolExecutor",
                "mac_cost": getattr(mac_cost, "__qualname__", repr(mac_cost)), "cost_fps": cost_fps,
                "target_fps": target_fps, "clock_ns": clock_ns, "measured_mac": measured_mac,
-               "calibration_seeds": calibration_seeds, "spread": spread, "alpha": alpha},
+               "calibration_seeds": calibration_seeds, "spread": spread, "alpha": alpha,
+               "mappings": list(mappings)},
     )
     if report and out is not None:
         from brevitas_minifloat.dse.report import write_report

@@ -128,7 +128,7 @@ class Workload:
 
 def load_model(spec: str, weights: str | None = None) -> nn.Module:
     """A model from ``"package.module:function"`` (+ optional ``state_dict`` file) or a checkpoint
-    holding a pickled ``nn.Module``. Raises ``ValueError`` saying what was expected."""
+    holding a pickled ``nn.Module``. Raises ``ValueError`` (one line) saying what was expected."""
     if ":" in spec and not os.path.exists(spec):
         module_name, _, attr = spec.partition(":")
         try:
@@ -139,21 +139,77 @@ def load_model(spec: str, weights: str | None = None) -> nn.Module:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model factory {spec!r} returned {type(model).__name__}, not an nn.Module")
         if weights:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-                state = state["state_dict"]
-            model.load_state_dict(state)
+            load_state_dict(model, weights, spec)
         return model
     path = Path(spec)
     if not path.is_file():
         raise ValueError(f"model {spec!r} is neither 'package.module:function' nor an existing checkpoint file")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if path.suffix.lower() == ".onnx":
+        raise ValueError(f"{spec} is an ONNX file, not a PyTorch model (a checkpoint or 'package.module:function')")
+    obj = _torch_load(path, weights_only=False, what="a torch checkpoint")
     if isinstance(obj, nn.Module):
         return obj
     raise ValueError(
         f"{spec} holds a {type(obj).__name__}, not a pickled nn.Module; for a state_dict pass the "
         "model factory as 'package.module:function' and the file as weights"
     )
+
+
+def _torch_load(path: str | os.PathLike, *, weights_only: bool, what: str):
+    """``torch.load`` whose failures (corrupt file, wrong kind of file) become a one-line ValueError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except Exception as err:  # noqa: BLE001 - unpickling raises anything (KeyError, EOFError, ...)
+        if weights_only and "Unsupported global" in str(err):  # torch's refusal to unpickle classes
+            raise ValueError(f"{path} is not a plain state_dict (it holds pickled objects, e.g. a whole "
+                             "model saved with torch.save(model, f)): save model.state_dict(), or pass the "
+                             "file itself as the model checkpoint") from None
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        if weights_only and "WeightsUnpickler error:" in str(err):  # the cause is the line after torch's advice
+            lines = lines[[i for i, line in enumerate(lines) if "WeightsUnpickler error:" in line][0] + 1:]
+        raise ValueError(f"{path} is not readable as {what} ({type(err).__name__}: {lines[0] if lines else ''})") from None
+
+
+def load_state_dict(model: nn.Module, weights: str | os.PathLike, name: str = "the model") -> None:
+    """Load a ``state_dict`` file (or a ``{"state_dict": ...}`` checkpoint) into ``model``; a file
+    that is not a state_dict or does not fit the model raises a one-line ``ValueError``."""
+    state = _torch_load(weights, weights_only=True, what="a state_dict")
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{weights} holds a {type(state).__name__}, not a state_dict of tensors")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in state.items()
+             if k in expected and v.shape != expected[k].shape]
+    problems = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                    ("shape mismatches", wrong)) if keys]
+    if problems:
+        raise ValueError(f"{weights} does not fit {name}: {'; '.join(problems)}")
+    model.load_state_dict(state)
+
+
+def _recipe(model: str, dataset: str, epochs: int, seed: int) -> dict:
+    return {"model": model, "dataset": dataset, "epochs": epochs, "seed": seed, "version": 1}
+
+
+def _saved_meta(out_path: Path, recipe: dict) -> dict | None:
+    meta_path = out_path.with_suffix(".json")
+    if out_path.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("recipe") == recipe:
+            return meta
+    return None
+
+
+def is_trained(workload_model: str, dataset: str, out_path: str | os.PathLike, *, epochs: int = 15,
+               seed: int = 0) -> bool:
+    """True when `train_float_model` with these arguments would load ``out_path`` instead of training."""
+    return _saved_meta(Path(out_path), _recipe(workload_model, dataset, epochs, seed)) is not None
 
 
 def train_float_model(workload_model: str, dataset: str, out_path: str | os.PathLike, *, epochs: int = 15, seed: int = 0,
@@ -167,12 +223,10 @@ def train_float_model(workload_model: str, dataset: str, out_path: str | os.Path
     from brevitas_minifloat.training import accuracy
 
     out_path = Path(out_path)
-    recipe = {"model": workload_model, "dataset": dataset, "epochs": epochs, "seed": seed, "version": 1}
+    recipe = _recipe(workload_model, dataset, epochs, seed)
     meta_path = out_path.with_suffix(".json")
-    if out_path.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("recipe") == recipe:
-            return meta
+    if (meta := _saved_meta(out_path, recipe)) is not None:
+        return meta
     torch.manual_seed(seed)
     (xtr, ytr), (xte, yte) = load_dataset(dataset, root=data_root)
     model = load_model(workload_model)

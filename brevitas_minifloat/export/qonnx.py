@@ -2,7 +2,7 @@
 
 Our proxies export as standard ``FloatQuant`` where qonnx executes the format exactly (signed, with
 subnormals) and as our ``MinifloatQuant`` otherwise (unsigned, flush-to-zero), sidestepping three
-Brevitas 0.13 export bugs (DESIGN.md section 3): non-OCP float quantizers fail to export, signedness
+Brevitas 0.13 export bugs (docs/design.md, "Upstream workarounds"): non-OCP float quantizers fail to export, signedness
 is dropped, ``has_subnormal`` is hard-coded. Weight formats are also recorded on the graph so that
 qonnx's ``cleanup_model`` (which constant-folds weight quantizers) cannot erase them.
 """
@@ -19,7 +19,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_shapes import InferShapes
 
 from brevitas_minifloat.export.handlers import ExportRefused, MinifloatActHandler, MinifloatWeightHandler
-from brevitas_minifloat.export.ops import DOMAIN_VERSION, OUR_DOMAIN
+from brevitas_minifloat.export.ops import DOMAIN_VERSION, OUR_DOMAIN, uses_float_quant
 from brevitas_minifloat.export.syq_handlers import SyqWeightHandler
 from brevitas_minifloat.qonnx_contract import (
     FoldTransposeIntoMinifloatWeights,
@@ -62,6 +62,12 @@ def _record_weight_formats(model: ModelWrapper) -> ModelWrapper:
     return model
 
 
+def _uses_our_op(model: torch.nn.Module) -> bool:
+    """True if some quantizer exports as our ``MinifloatQuant`` (not qonnx's ``FloatQuant``)."""
+    return any(not uses_float_quant(fmt) for m in model.modules()
+               if (fmt := getattr(m, "minifloat_format", None)) is not None)
+
+
 def export_qonnx(
     model: torch.nn.Module, input_t: torch.Tensor, export_path: str | os.PathLike, **onnx_export_kwargs
 ) -> ModelWrapper:
@@ -76,7 +82,8 @@ def export_qonnx(
     export_path = Path(export_path)
     export_path.parent.mkdir(parents=True, exist_ok=True)
     opsets = dict(onnx_export_kwargs.pop("custom_opsets", {}) or {})
-    opsets.setdefault(OUR_DOMAIN, DOMAIN_VERSION)
+    if _uses_our_op(model):  # declared only when used: torch warns on stderr about unused custom domains
+        opsets.setdefault(OUR_DOMAIN, DOMAIN_VERSION)
     # The TorchScript exporter gives the MatMul/Conv graphs FINN's streamliner is tested on;
     # torch >= 2.9 defaults to dynamo, which emits Gemm. Callers may pass dynamo=True.
     onnx_export_kwargs.setdefault("dynamo", False)

@@ -252,7 +252,7 @@ def mac_costs(jobs: Iterable[dict], *, executor: Executor | None = None, workers
 # ------------------------------------------------------------------------------ FINN's analytic model
 def finn_datatype(fmt: str | Operand) -> tuple[int, bool]:
     """``(bits, signed)`` of the FINN integer datatype our lowering gives a format: the minifloat's
-    integer embedding (``INT5`` for E2M1, DESIGN.md section 6); an integer format is itself."""
+    integer embedding (``INT5`` for E2M1, docs/design.md, "Semantics"); an integer format is itself."""
     fmt = as_operand(fmt)
     if is_minifloat(fmt):
         return fmt.integer_bit_width, fmt.signed

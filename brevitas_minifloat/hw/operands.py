@@ -9,79 +9,37 @@ truth for a format; `embedded_integer` goes through exact `fractions.Fraction` a
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
 from brevitas_minifloat.formats import MinifloatFormat
+from brevitas_minifloat.numformat import IntegerFormat, NumberFormat, formats_of_width, parse_format
 
-_INT_RE = re.compile(r"^(?P<u>U?)INT(?P<n>\d+)$")
+__all__ = [
+    "IntegerFormat",
+    "Operand",
+    "as_operand",
+    "code_bits",
+    "code_value",
+    "delta",
+    "embedded_integer",
+    "embedded_table",
+    "finite_codes",
+    "formats_of_width",
+    "integer_range",
+    "is_minifloat",
+    "is_special",
+    "signed_bits",
+    "split_code",
+]
 
-
-@dataclass(frozen=True)
-class IntegerFormat:
-    """An integer operand: ``bits``-bit two's complement (``signed``) or unsigned binary.
-
-    ``IntegerFormat.parse("INT4")``, ``IntegerFormat.parse("UINT8")``; the name round-trips.
-    """
-
-    bits: int
-    signed: bool = True
-
-    def __post_init__(self) -> None:
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or self.bits < 1:
-            raise ValueError(f"an integer format needs bits >= 1, got {self.bits!r}")
-        if self.signed and self.bits < 2:
-            raise ValueError("a signed integer format needs at least 2 bits (INT1 would be {-1, 0})")
-        if self.bits > 32:
-            raise ValueError(f"integer operands wider than 32 bits are not supported, got {self.bits}")
-
-    @classmethod
-    def parse(cls, text: str | IntegerFormat) -> IntegerFormat:
-        if isinstance(text, IntegerFormat):
-            return text
-        match = _INT_RE.match(str(text).strip().upper())
-        if match is None:
-            raise ValueError(f"cannot parse integer format {text!r}: expected e.g. 'INT4' or 'UINT8'")
-        return cls(int(match.group("n")), signed=not match.group("u"))
-
-    @property
-    def name(self) -> str:
-        return f"{'' if self.signed else 'U'}INT{self.bits}"
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def bit_width(self) -> int:
-        return self.bits
-
-    @property
-    def integer_min(self) -> int:
-        return -(2 ** (self.bits - 1)) if self.signed else 0
-
-    @property
-    def integer_max(self) -> int:
-        return 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
-
-
-Operand = MinifloatFormat | IntegerFormat
+Operand = NumberFormat
 
 
 def as_operand(fmt: str | Operand) -> Operand:
     """Accept a `MinifloatFormat`, an `IntegerFormat`, or a name: ``"INT4"``, ``"UINT8"``, ``"E4M3"``,
-    ``"E2M1_NOSUB"``, ``"float8_e4m3fn"``."""
-    if isinstance(fmt, (MinifloatFormat, IntegerFormat)):
-        return fmt
-    if not isinstance(fmt, str):
-        raise ValueError(f"an operand format is a MinifloatFormat, an IntegerFormat or a name, got {fmt!r}")
-    if _INT_RE.match(fmt.strip().upper()):
-        return IntegerFormat.parse(fmt)
-    try:
-        return MinifloatFormat.parse(fmt)
-    except ValueError as err:
-        raise ValueError(f"cannot parse operand format {fmt!r}: not 'INT<n>'/'UINT<n>' and {err}") from None
+    ``"E2M1_NOSUB"``, ``"float8_e4m3fn"`` (`brevitas_minifloat.numformat.parse_format`)."""
+    return parse_format(fmt)
 
 
 def code_bits(fmt: Operand) -> int:
@@ -104,18 +62,9 @@ def is_special(fmt: Operand, code: int) -> bool:
     """True for codes that are NaN or Inf in the format's specials convention.
 
     The hardware treats them as don't-care: saturating quantizers never produce them and the
-    lowering refuses NaN/Inf-producing configurations (DESIGN.md section 6)."""
-    if not is_minifloat(fmt):
-        return False
-    s, e, f = split_code(fmt, code)
-    e_top, m_top = 2**fmt.exponent_bits - 1, 2**fmt.mantissa_bits - 1
-    if fmt.specials == "ieee":
-        return e == e_top
-    if fmt.specials == "fn":
-        return e == e_top and f == m_top
-    if fmt.specials == "fnuz":
-        return s == 1 and e == 0 and f == 0
-    return False
+    lowering refuses NaN/Inf-producing configurations (docs/design.md, "Semantics"). Decided by
+    `MinifloatFormat.special_kind`."""
+    return is_minifloat(fmt) and fmt.special_kind(code) is not None
 
 
 def code_value(fmt: Operand, code: int) -> Fraction | None:
@@ -182,9 +131,3 @@ def signed_bits(lo: int, hi: int) -> int:
     while not (-(2 ** (n - 1)) <= lo and hi <= 2 ** (n - 1) - 1):
         n += 1
     return n
-
-
-def formats_of_width(bits: int) -> list[Operand]:
-    """``INT<bits>`` followed by every signed minifloat split E1M(bits-2) ... E(bits-1)M0 (default
-    bias, subnormals on, all codes finite)."""
-    return [IntegerFormat(bits)] + [MinifloatFormat(e, bits - 1 - e) for e in range(1, bits)]

@@ -5,7 +5,7 @@ activation code each, an adder sums the lanes, an accumulator sums successive be
 product of length ``fan_in`` (``fan_in / SIMD`` beats). Inputs are *codes* (bit vectors, layout
 sign | exponent | mantissa for minifloats, two's complement or unsigned binary for integers); the
 output is the exact dot product as an integer in units of ``delta_w * delta_a``
-(``value = acc * delta_w * delta_a``, DESIGN.md section 2).
+(``value = acc * delta_w * delta_a``, docs/design.md, "Semantics").
 
 Two architectures, both bit-exact:
 
@@ -13,7 +13,7 @@ Two architectures, both bit-exact:
     Each minifloat code is first turned into its embedded integer ``k = value / delta`` (sign,
     implicit leading one, shift left by ``e - 1``), then an ordinary integer multiplier
     ``k_w * k_a`` feeds the adder and the accumulator. This is exactly what FINN builds from our
-    lowering (integer MVAU on the ``INTn`` embedding, DESIGN.md section 6) plus the decoders.
+    lowering (integer MVAU on the ``INTn`` embedding, docs/design.md, "Semantics") plus the decoders.
 ``arch="shift"``
     The multiplier only sees the signed significands (``M + 2`` bits for a minifloat, the code for
     an integer); the exponent shifts are added and applied to the product. This is the usual

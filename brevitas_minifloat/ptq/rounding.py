@@ -9,7 +9,7 @@ Both methods see a layer as a matrix product ``Y = X W^T`` (a convolution via it
   columns processed in decreasing ``diag(H)`` order ("act order"). Each column is rounded to the
   *nearest grid value*, so it works unchanged for integers and minifloats. (Brevitas' own GPTQ
   recomputes the per-channel stats scale on every column slice and ends up changing nothing,
-  DESIGN.md section 3; fixing the scale first avoids that.)
+  docs/design.md, "Upstream workarounds"; fixing the scale first avoids that.)
 - `learned_round`: AdaRound-style (Nagel et al., 2020) optimisation of a per-weight offset ``h`` in
   [0, 1] between the two *neighbouring grid values* (the minifloat grid is not uniform, so the
   offset is taken between the actual neighbours, not ``floor``/``floor+1``), rectified sigmoid

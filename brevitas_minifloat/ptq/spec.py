@@ -2,22 +2,20 @@
 
 A spec knows which Brevitas quantizer implements it for weights and for activations, the grid its
 weights lie on (in units of the per-channel scale, used by GPTQ and learned rounding), and its
-unsigned variant of the same bit width (used after ReLU, where the sign bit would be wasted):
-``INTn -> UINTn`` and ``ExMy -> ExM(y+1)_U`` (the same dynamic range with twice the resolution, just
-as ``UINTn`` has twice the resolution of ``INTn`` on the positive side).
+unsigned variant of the same bit width (used after ReLU, where the sign bit would be wasted), by
+the one rule of `brevitas_minifloat.numformat.unsigned`: ``INTn -> UINTn``, ``ExMy -> ExM(y+1)_U``.
+Names are parsed by `brevitas_minifloat.numformat.parse_format`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
+from brevitas_minifloat import numformat
 from brevitas_minifloat.formats import MinifloatFormat
-
-_INT_RE = re.compile(r"^(U?)INT(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -36,17 +34,19 @@ class QuantSpec:
         or a `MinifloatFormat`. Integers are 2..16 bits; raises ``ValueError`` otherwise."""
         if isinstance(spec, QuantSpec):
             return spec
-        if isinstance(spec, MinifloatFormat):
-            return cls("minifloat", spec.bit_width, spec.signed, spec)
-        if not isinstance(spec, str):
+        if not isinstance(spec, (str, MinifloatFormat, numformat.IntegerFormat)):
             raise ValueError(f"a format is 'INTn', 'UINTn', a minifloat name or a MinifloatFormat, got {spec!r}")
-        m = _INT_RE.match(spec.strip().upper())
-        if m:
-            bits = int(m.group(2))
-            if not 2 <= bits <= 16:
+        integer = isinstance(spec, numformat.IntegerFormat) or numformat.is_integer_name(str(spec))
+        try:
+            fmt = numformat.parse_format(spec)  # a ValueError naming the accepted grammar
+        except ValueError:
+            if not integer:
+                raise
+            fmt = None
+        if integer:
+            if fmt is None or not 2 <= fmt.bits <= 16:  # what Brevitas' integer quantizers take
                 raise ValueError(f"integer formats need 2..16 bits, got {spec!r}")
-            return cls("int", bits, not m.group(1))
-        fmt = MinifloatFormat.parse(spec)  # raises a ValueError naming the accepted grammar
+            return cls("int", fmt.bits, fmt.signed)
         return cls("minifloat", fmt.bit_width, fmt.signed, fmt)
 
     @property
@@ -64,20 +64,12 @@ class QuantSpec:
 
     def unsigned(self) -> QuantSpec:
         """The unsigned format of the same bit width (itself if already unsigned); see module doc."""
-        if not self.signed:
-            return self
-        if self.kind == "int":
-            return QuantSpec("int", self.bits, False)
-        f = self.fmt
-        bias = None if f.bias == f.default_bias else f.bias
-        for specials in (f.specials, "none"):
-            try:
-                u = MinifloatFormat(f.exponent_bits, f.mantissa_bits + 1, bias=bias, signed=False,
-                                    subnormals=f.subnormals, specials=specials)
-                return QuantSpec.parse(u)
-            except ValueError:
-                continue
-        raise ValueError(f"{f.name} has no unsigned variant of the same width")  # pragma: no cover
+        return QuantSpec.parse(numformat.unsigned(self.number_format))
+
+    @property
+    def number_format(self) -> numformat.NumberFormat:
+        """The `MinifloatFormat` or `IntegerFormat` this spec quantizes to."""
+        return self.fmt if self.kind == "minifloat" else numformat.IntegerFormat(self.bits, self.signed)
 
     # ------------------------------------------------------------------ grids
     @cached_property
@@ -140,14 +132,7 @@ def as_spec(spec: str | MinifloatFormat | QuantSpec) -> QuantSpec:
 def formats_for_bits(bits: int, kinds: tuple[str, ...] = ("int", "minifloat"), *, min_exponent: int = 1,
                      max_exponent: int | None = None) -> list[str]:
     """Every signed format of ``bits`` bits: ``INT<bits>`` and each split ``E<e>M<bits-1-e>``
-    (``min_exponent <= e <= max_exponent``, ``M >= 0``), integer first, then by exponent width."""
-    out = []
-    if "int" in kinds:
-        out.append(f"INT{bits}")
-    if "minifloat" in kinds:
-        top = bits - 1 if max_exponent is None else min(max_exponent, bits - 1)
-        out.extend(f"E{e}M{bits - 1 - e}" for e in range(max(1, min_exponent), top + 1))
-    unknown = set(kinds) - {"int", "minifloat"}
-    if unknown:
-        raise ValueError(f"unknown format kinds {sorted(unknown)}; use 'int' and/or 'minifloat'")
-    return out
+    (``min_exponent <= e <= max_exponent``, ``M >= 0``), integer first, then by exponent width: the
+    names of `brevitas_minifloat.numformat.formats_of_width`."""
+    fmts = numformat.formats_of_width(bits, kinds, min_exponent=min_exponent, max_exponent=max_exponent)
+    return [f.name for f in fmts]

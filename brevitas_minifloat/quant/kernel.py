@@ -1,6 +1,6 @@
 """Fast, exact minifloat rounding of torch tensors (scale 1) and its straight-through autograd.
 
-Semantics (DESIGN.md section 2): round the significand within the binade of x to nearest, ties to
+Semantics (docs/design.md, "Semantics"): round the significand within the binade of x to nearest, ties to
 even; saturate to +-max_value; NaN stays NaN; with subnormals off, |x| below min_normal becomes the
 nearest of {0, min_normal} with ties to 0; unsigned formats clamp negatives to 0.
 

@@ -27,14 +27,14 @@ SCALINGS = ("stats", "mse", "learned")
 
 
 def _special_codes(fmt: MinifloatFormat) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
-    """Brevitas' description of specials: mantissa codes of the top exponent that are Inf / NaN."""
+    """Brevitas' description of specials: the mantissa bit strings of the (positive) top-exponent
+    codes that are Inf / NaN, from `MinifloatFormat.special_kind`."""
     m = fmt.mantissa_bits
-    if fmt.specials == "fn":
-        return None, ("1" * m,)
-    if fmt.specials == "ieee":
-        codes = [format(i, f"0{m}b") for i in range(2**m)] if m else [""]
-        return (codes[0],), tuple(codes[1:]) or None
-    return None, None
+    top = (2**fmt.exponent_bits - 1) << m
+    kinds = [(format(f, f"0{m}b") if m else "", fmt.special_kind(top | f)) for f in range(2**m)]
+    inf = tuple(bits for bits, kind in kinds if kind == "inf")
+    nan = tuple(bits for bits, kind in kinds if kind == "nan")
+    return inf or None, nan or None
 
 
 class FormatMaxValue(nn.Module):

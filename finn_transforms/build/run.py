@@ -30,6 +30,7 @@ from finn_transforms.build.step_list import (
 from finn_transforms.finn_defaults import DEFAULT_CLOCK_NS, DEFAULT_FPGA_PART
 from finn_transforms.finn_env import builder_io, finn_session, import_builder, require_finn
 from finn_transforms.model_io import ModelLike, load_onnx_model
+from finn_transforms.native.mapping import DEFAULT_MAPPING, check_mapping
 
 __all__ = ["FinnBuildError", "build_estimates", "step_qonnx_cleanup"]
 
@@ -82,6 +83,8 @@ def build_estimates(
     allowed_software_ops: Collection[str] | None = DEFAULT_SOFTWARE_OPS,
     config_overrides: Mapping[str, Any] | None = None,
     quiet: bool = True,
+    lower: bool = True,
+    mapping: str = DEFAULT_MAPPING,
 ) -> EstimateReport:
     """Run FINN's estimate-only dataflow build on a QONNX model and return its estimates.
 
@@ -122,6 +125,13 @@ def build_estimates(
         config_overrides: further ``DataflowBuildConfig`` fields, e.g.
             ``{"standalone_thresholds": True}`` or ``{"specialize_layers_config_file": path}``.
         quiet: keep FINN's console output out of the terminal (it is always in the build log).
+        lower: run our lowering step (``finn_transforms.steps.step_lower_minifloat``: minifloat and
+            SYQ quantizers -> integer weights + MultiThreshold) after ``extra_steps_before``, unless
+            ``extra_steps_before`` or ``steps`` already hold a step of that name (e.g.
+            ``make_step_lower_minifloat(...)`` with other limits). ``False``: FINN's flow only.
+        mapping: which minifloat layers our lowering step builds as native layers (``"auto"``,
+            ``"native"``, ``"embedding"``; `finn_transforms.native.mapping`), for steps that do not
+            fix it themselves (``MINIFLOAT_STEP``, ``make_step_lower_minifloat()``).
 
     Returns:
         The parsed :class:`EstimateReport`.
@@ -133,6 +143,7 @@ def build_estimates(
         FinnNotAvailableError: FINN+ is not installed.
     """
     require_finn()
+    check_mapping(mapping)
     if not clock_ns > 0:
         raise ValueError(f"clock_ns must be positive, got {clock_ns}")
     if target_fps is not None and not target_fps >= 1:
@@ -154,7 +165,7 @@ def build_estimates(
     start = time.perf_counter()
     with finn_session(build_dir), builder_io(quiet=quiet):
         finn = import_builder()
-        step_fns = _assemble_steps(finn, steps, extra_steps_before, allowed_software_ops, recorder)
+        step_fns = _assemble_steps(finn, steps, extra_steps_before, allowed_software_ops, recorder, lower)
         cfg_kwargs = dict(
             output_dir=str(out),
             synth_clk_period_ns=float(clock_ns),
@@ -169,6 +180,7 @@ def build_estimates(
         )
         _apply_overrides(cfg_kwargs, config_overrides, finn.config.DataflowBuildConfig)
         cfg = finn.config.DataflowBuildConfig(**cfg_kwargs)
+        cfg.minifloat_mapping = mapping  # read by our lowering step (finn_transforms.steps)
         try:
             # Inside a pytest run FINN re-raises step exceptions; otherwise it logs them and
             # returns -1. Both end up in the same FinnBuildError below.
@@ -229,12 +241,19 @@ def build_estimates(
 
 
 
-def _assemble_steps(finn, steps, extra_steps_before, allowed_software_ops, recorder: StepRecorder) -> list:
-    """FINN's (or the given) steps spliced with ours, resolved, checked before partitioning, timed."""
+def _assemble_steps(finn, steps, extra_steps_before, allowed_software_ops, recorder: StepRecorder,
+                    lower: bool = True) -> list:
+    """FINN's (or the given) steps spliced with ours (our lowering last unless given or ``lower=False``),
+    resolved, checked before partitioning, timed."""
+    from finn_transforms.steps import MINIFLOAT_STEP
+
     lookup = finn.steps.build_dataflow_step_lookup
     if isinstance(extra_steps_before, (str, bytes)) or callable(extra_steps_before):
         extra_steps_before = [extra_steps_before]
     base = list(finn.config.estimate_only_dataflow_steps if steps is None else steps)
+    lowering = MINIFLOAT_STEP.rpartition(".")[2]
+    if lower and lowering not in {step_label(s).rpartition(".")[2] for s in [*extra_steps_before, *base]}:
+        extra_steps_before = [*extra_steps_before, MINIFLOAT_STEP]
     spliced = splice_steps(base, list(extra_steps_before), finn_lookup=lookup)
     resolved = [resolve_step(s, lookup) for s in spliced]
     names = [step_label(fn) for fn in resolved]

@@ -2,8 +2,8 @@
 
 `MoveOrdinalDecodeForward` moves each ``OrdinalDecode`` past the data movement between it and its
 MatMul (transposes, reshapes, max pooling, im2col): the decode is an increasing elementwise map,
-so these ops give the same result on ordinals. `InferMinifloatMVAU` then replaces
-``[OrdinalDecode ->] MatMul`` with a `MinifloatMVAU` reading the ordinals (or integers) directly.
+so these ops give the same result on ordinals. `InferMVAU_minifloat` then replaces
+``[OrdinalDecode ->] MatMul`` with a `MVAU_minifloat` reading the ordinals (or integers) directly.
 The MatMul computed ``k_a . k_w`` in embedded units, the native layer computes the same integers,
 so the scales FINN's streamlining moved behind the MatMul and absorbed into the next thresholds
 stay valid: no scale ever passes through the decode.
@@ -21,7 +21,8 @@ from qonnx.util.basic import get_by_name
 
 from brevitas_minifloat.formats import MinifloatFormat
 from brevitas_minifloat.hw.operands import IntegerFormat, embedded_table, signed_bits
-from finn_transforms.native.hw_op import HW_DOMAIN, accumulator_range
+from finn_transforms.finn_defaults import HW_DOMAIN
+from finn_transforms.native.hw_op import accumulator_range
 from finn_transforms.native.mapping import DEFAULT_MAX_ACC_BITS, ORDINAL_TRANSPARENT_OPS, native_weight_format
 from finn_transforms.native.ordinal import OrdinalDecode, ordinal_datatype
 from finn_transforms.native.spec import NativeMvauSpec
@@ -29,7 +30,7 @@ from finn_transforms.transformation._common import LoweringError, label
 
 __all__ = [
     "AbsorbMulIntoOrdinalDecode",
-    "InferMinifloatMVAU",
+    "InferMVAU_minifloat",
     "MoveOrdinalDecodeForward",
     "check_no_inner_decode",
     "weight_codes",
@@ -84,9 +85,9 @@ def weight_codes(fmt: MinifloatFormat, k: np.ndarray, where: str) -> np.ndarray:
     return np.array([code_of[int(v)] for v in flat], dtype=np.int64).reshape(np.shape(k))
 
 
-class InferMinifloatMVAU(Transformation):
+class InferMVAU_minifloat(Transformation):
     """``[OrdinalDecode ->] MatMul`` with a weight marked native (`finn_transforms.native.mapping`)
-    -> `MinifloatMVAU` (``PE = SIMD = 1``; folding comes later). Input format: the decode's format
+    -> `MVAU_minifloat` (``PE = SIMD = 1``; folding comes later). Input format: the decode's format
     (the MVAU takes the ordinals), else the input's integer FINN datatype. Refused with
     `LoweringError` naming the MatMul: non-integer inputs, accumulators wider than ``max_acc_bits``.
     """
@@ -143,12 +144,12 @@ class InferMinifloatMVAU(Transformation):
         model.set_tensor_datatype(wname, wdt)
         adt = DataType[f"INT{bits}"]
         mvau = helper.make_node(
-            "MinifloatMVAU",
+            "MVAU_minifloat",
             [stream, wname],
             [node.output[0]],
             domain=HW_DOMAIN,
             backend="fpgadataflow",
-            name=f"MinifloatMVAU_{node.name or node.output[0]}",
+            name=f"MVAU_minifloat_{node.name or node.output[0]}",
             MW=mw,
             MH=mh,
             PE=1,

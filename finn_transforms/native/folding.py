@@ -1,7 +1,7 @@
 """`SetNativeFolding`: PE/SIMD of native minifloat layers for a cycle target.
 
 FINN's ``SetFolding`` chooses folding by op type and only knows its own MVAU names, so it leaves
-``MinifloatMVAU`` nodes fully folded. This pass applies FINN's documented MVAU rule to them: raise
+``MVAU_minifloat`` nodes fully folded. This pass applies FINN's documented MVAU rule to them: raise
 SIMD through the divisors of MW until the target is met or the per-PE weight stream would exceed
 ``mvau_wwidth_max`` bits, then raise PE through the divisors of MH until the target is met.
 """
@@ -12,7 +12,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
-NATIVE_OP_TYPES = ("MinifloatMVAU", "MinifloatMVAU_rtl")
+NATIVE_OP_TYPES = ("MVAU_minifloat", "MVAU_minifloat_rtl")
 
 
 def _divisors(n: int) -> list[int]:
@@ -20,7 +20,7 @@ def _divisors(n: int) -> list[int]:
 
 
 class SetNativeFolding(Transformation):
-    """Fold every `MinifloatMVAU` to at most ``target_cycles_per_frame`` cycles (see module docstring)."""
+    """Fold every `MVAU_minifloat` to at most ``target_cycles_per_frame`` cycles (see module docstring)."""
 
     def __init__(self, target_cycles_per_frame: int, mvau_wwidth_max: int = 36):
         super().__init__()

@@ -1,4 +1,4 @@
-"""``MinifloatMVAU``: FINN's matrix-vector unit with minifloat weight codes and an exact accumulator.
+"""``MVAU_minifloat``: FINN's matrix-vector unit with minifloat weight codes and an exact accumulator.
 
 A subclass of FINN's ``MVAU`` HW op, so FINN's folding conventions (PE/SIMD, folded shapes, stream
 widths, ``get_exp_cycles``, weight memory and its BRAM/URAM estimates) apply unchanged; what
@@ -16,7 +16,7 @@ width, no float32) and stores them as float32 when float32 holds them all exactl
 float64, exact up to 2^53 (qonnx's ``execute_onnx`` checks
 integer tensors with numpy rounding, which Python-int object arrays do not support); FINN's
 Thresholding then compares them exactly with its float32 thresholds. Wider accumulators (E5M2 x
-E5M2 needs ~70 bits) are exact only through the exact HW executor (`finn_transforms.exact`). Registered in FINN's HW domain (generic ``MinifloatMVAU`` and its ``_rtl``
+E5M2 needs ~70 bits) are exact only through the exact HW executor (`finn_transforms.exact`). Registered in FINN's HW domain (generic ``MVAU_minifloat`` and its ``_rtl``
 specialization) so FINN's partitioning, specialization, estimate reports and data-layout passes see
 it; `finn_transforms.native.folding` adds it to ``target_fps`` folding.
 
@@ -33,15 +33,15 @@ from qonnx.core.datatype import DataType
 from qonnx.custom_op.registry import add_op_to_domain
 
 from brevitas_minifloat.hw.operands import as_operand, integer_range, is_minifloat, signed_bits
+from finn_transforms.finn_defaults import HW_DOMAIN, RTL_DOMAIN
 from finn_transforms.native.spec import NativeMvauSpec, ordinal_embedded, reference_mvau
 
 from finn.custom_op.fpgadataflow.hls.matrixvectoractivation_hls import MVAU_hls
 from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 
-__all__ = ["HW_DOMAIN", "MinifloatMVAU", "MinifloatMVAU_rtl", "accumulator_range"]
+__all__ = ["MVAU_minifloat", "MVAU_minifloat_rtl", "accumulator_range"]
 
-HW_DOMAIN = "finn.custom_op.fpgadataflow"
 _FLOAT32_EXACT = 2**24
 
 
@@ -64,7 +64,7 @@ def accumulator_range(spec: NativeMvauSpec, weight_codes: np.ndarray) -> tuple[i
     return int(min(low.flat, default=0)), int(max(high.flat, default=0))
 
 
-class MinifloatMVAU(MVAU):
+class MVAU_minifloat(MVAU):  # noqa: N801 - qonnx names the op type after the class
     """Native minifloat matrix-vector unit (see the module docstring for the stream contract)."""
 
     def get_nodeattr_types(self):
@@ -135,28 +135,28 @@ class MinifloatMVAU(MVAU):
         messages = super().verify_node()
         try:
             self.spec()
-            messages.append(f"MinifloatMVAU {self.get_nodeattr('weightFormat')} x {self.get_nodeattr('inputFormat')}")
+            messages.append(f"MVAU_minifloat {self.get_nodeattr('weightFormat')} x {self.get_nodeattr('inputFormat')}")
         except ValueError as err:
-            messages.append(f"invalid MinifloatMVAU attributes: {err}")
+            messages.append(f"invalid MVAU_minifloat attributes: {err}")
         return messages
 
 
-class MinifloatMVAU_rtl(MinifloatMVAU, RTLBackend):  # noqa: N801 - FINN's naming of specializations
-    """``MinifloatMVAU`` specialized to RTL (FINN's ``SpecializeLayers`` picks it). Executes in
+class MVAU_minifloat_rtl(MVAU_minifloat, RTLBackend):  # noqa: N801 - FINN's naming of specializations
+    """``MVAU_minifloat`` specialized to RTL (FINN's ``SpecializeLayers`` picks it). Executes in
     Python like the generic op; HDL generation belongs to the RTL generator
     (``finn_transforms.native.rtl``), not to FINN's IP flow."""
 
     def get_nodeattr_types(self):
-        attrs = MinifloatMVAU.get_nodeattr_types(self)
+        attrs = MVAU_minifloat.get_nodeattr_types(self)
         attrs.update(RTLBackend.get_nodeattr_types(self))
         return attrs
 
     def execute_node(self, context, graph):
-        MinifloatMVAU.execute_node(self, context, graph)
+        MVAU_minifloat.execute_node(self, context, graph)
 
     def _no_ip_flow(self, *args, **kwargs):
         raise NotImplementedError(
-            f"{self.onnx_node.name}: FINN's IP generation does not cover MinifloatMVAU; generate its Verilog with "
+            f"{self.onnx_node.name}: FINN's IP generation does not cover MVAU_minifloat; generate its Verilog with "
             "finn_transforms.native.rtl"
         )
 
@@ -168,9 +168,9 @@ def _register() -> None:
     (which looks up ``<op>_rtl`` in FINN's RTL variant table)."""
     import finn.custom_op.fpgadataflow.rtl as finn_rtl
 
-    add_op_to_domain(HW_DOMAIN, MinifloatMVAU)
-    add_op_to_domain(f"{HW_DOMAIN}.rtl", MinifloatMVAU_rtl)
-    finn_rtl.custom_op.setdefault("MinifloatMVAU_rtl", MinifloatMVAU_rtl)
+    add_op_to_domain(HW_DOMAIN, MVAU_minifloat)
+    add_op_to_domain(RTL_DOMAIN, MVAU_minifloat_rtl)
+    finn_rtl.custom_op.setdefault("MVAU_minifloat_rtl", MVAU_minifloat_rtl)
 
 
 _register()

@@ -7,7 +7,7 @@
   Mul, MultiThreshold outputting ``k = value / delta``); FINN's own MVAU computes. Wide formats are
   refused (E4M3 activations need 491,520 thresholds per channel, E4M3 weights INT19).
 - ``"native"``: every minifloat weight of a dense MatMul/Conv becomes a native layer
-  (`finn_transforms.native.hw_op.MinifloatMVAU`: weights as codes, exact accumulator) and every
+  (`finn_transforms.native.hw_op.MVAU_minifloat`: weights as codes, exact accumulator) and every
   minifloat activation quantizer whose consumers are all such layers (or the graph output) lowers
   to ordinal thresholds (`finn_transforms.native.ordinal`); other activations keep the embedding.
 - ``"auto"`` (the default): the embedding where it fits the limits (``max_weight_bits``,

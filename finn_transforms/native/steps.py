@@ -5,7 +5,7 @@ then FINN's conversion of the rest to HW layers. The conversion: decodes moved t
 (after FINN's streamlining, which the intermediate ``step_streamline`` model shows untouched and
 executable in float32), FINN's transpose clean-up
 re-run (a decode between two transposes, or a transpose and a flatten, kept them from merging), ``[OrdinalDecode ->] MatMul``
--> ``MinifloatMVAU``. ``step_target_fps_parallelization``: FINN's folding, then `SetNativeFolding`
+-> ``MVAU_minifloat``. ``step_target_fps_parallelization``: FINN's folding, then `SetNativeFolding`
 for the native layers. Both are no-ops on graphs without native layers, so the build uses them in
 place of FINN's unconditionally (`finn_transforms.steps.REPLACED_FINN_STEPS`).
 
@@ -50,7 +50,7 @@ def convert_to_native(model: ModelWrapper) -> ModelWrapper:
 
     from finn_transforms.native.conversion import (
         AbsorbMulIntoOrdinalDecode,
-        InferMinifloatMVAU,
+        InferMVAU_minifloat,
         MoveOrdinalDecodeForward,
         check_no_inner_decode,
     )
@@ -67,7 +67,7 @@ def convert_to_native(model: ModelWrapper) -> ModelWrapper:
             break
     model = model.transform(MoveOrdinalDecodeForward())
     max_acc = int(model.get_metadata_prop(_MAX_ACC_KEY) or DEFAULT_MAX_ACC_BITS)
-    model = model.transform(InferMinifloatMVAU(max_acc_bits=max_acc))
+    model = model.transform(InferMVAU_minifloat(max_acc_bits=max_acc))
     model = model.transform(AbsorbMulIntoOrdinalDecode())
     check_no_inner_decode(model)
     return model.transform(InferShapes()).transform(InferDataTypes()).transform(InferDataLayouts())
