@@ -3,7 +3,7 @@ the LUT-table sweep with a cold and a warm JSON cache.
 
 Per unit it reports wall and CPU seconds of Yosys (CPU = user + sys of the Yosys process; on a
 shared machine the wall time mostly measures the neighbours) and of the exhaustive Icarus
-verification. The table sweep runs `brevitas_minifloat.hw.table.build` twice on a fresh cache
+verification. The table sweep runs `brevitas_minifloat.hw.sweep.build` twice on a fresh cache
 directory: cold (everything synthesized) and warm (everything read back from JSON).
 
     python benchmarks/bench_synthesis.py [--units small|all] [--table-bits 3] [--workers 2]
@@ -19,12 +19,17 @@ import argparse
 import sys
 import tempfile
 import time
+import runpy
 import warnings
+from pathlib import Path
 
 warnings.filterwarnings("ignore")
 
-from brevitas_minifloat.hw import cost, sim, table  # noqa: E402
+from brevitas_minifloat.hw import cost, sim, sweep  # noqa: E402
 from brevitas_minifloat.hw.rtl import MacUnit  # noqa: E402
+
+#: docs/mac_cost.md's renderer, from the script that writes it (scripts are not a package).
+render_markdown = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "mac_cost_table.py"))["render_markdown"]
 
 SMALL = [
     ("INT4", "INT4", "decode"),
@@ -69,8 +74,8 @@ def bench_table(bits: list[int], workers: int, side_tables: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="mac_cost_cache_") as cache:
         for label in ("cold", "warm"):
             t0 = time.perf_counter()
-            result = table.build(bits, cache_dir=cache, workers=workers, side_tables=side_tables)
-            table.render_markdown(result)
+            result = sweep.build(bits, cache_dir=cache, workers=workers, side_tables=side_tables)
+            render_markdown(result)
             elapsed = time.perf_counter() - t0
             meta = result["meta"]
             cpu = sum(r.get("cpu_seconds", 0) for k in ("main", "dsp", "simd") for r in result.get(k, [])

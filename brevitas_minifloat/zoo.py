@@ -292,3 +292,9 @@ def calibrate(
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
     return model.eval()
+
+
+# The MLPerf Tiny reference topologies live in their own module; re-exported here beside tfc_mlp / cnv_cnn.
+from brevitas_minifloat.zoo_mlperf import ds_cnn, fc_autoencoder, mobilenet_v1, resnet8  # noqa: E402
+
+__all__ += ["ds_cnn", "fc_autoencoder", "mobilenet_v1", "resnet8"]

@@ -1,21 +1,6 @@
 """Old import path of the weight-format records; they live in `brevitas_minifloat.qonnx_contract.annotations`."""
 
-from brevitas_minifloat.qonnx_contract.annotations import (
-    FORMAT_KEY,
-    SCALE_KEY,
-    WeightFormatRecord,
-    get_tensor_annotation,
-    read_weight_format,
-    record_weight_format,
-    set_tensor_annotation,
-)
+from brevitas_minifloat.qonnx_contract import annotations as _contract
+from brevitas_minifloat.qonnx_contract.annotations import *  # noqa: F403
 
-__all__ = [
-    "FORMAT_KEY",
-    "SCALE_KEY",
-    "WeightFormatRecord",
-    "get_tensor_annotation",
-    "read_weight_format",
-    "record_weight_format",
-    "set_tensor_annotation",
-]
+__all__ = _contract.__all__

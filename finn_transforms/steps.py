@@ -34,6 +34,7 @@ from finn_transforms.build.step_list import splice_steps
 from finn_transforms.native import steps as native_steps
 from finn_transforms.native.mapping import DEFAULT_MAPPING, DEFAULT_MAX_ACC_BITS, check_mapping
 from finn_transforms.native.steps import record_max_acc_bits
+from finn_transforms.topology import TOPOLOGY_STEPS
 from finn_transforms.transformation import (
     DEFAULT_MAX_THRESHOLDS,
     DEFAULT_MAX_WEIGHT_BITS,
@@ -273,10 +274,12 @@ XNOR_EXACT_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
     "step_minimize_bit_width": step_minimize_bit_width,
 }
 
-#: Every FINN step our builds replace by a same-named extension: the XNOR-exact steps and the
-#: native minifloat steps (`finn_transforms.native.steps`; no-ops without native layers).
+#: Every FINN step our builds replace by a same-named extension: the XNOR-exact steps, the residual /
+#: pooling-head / Conv1d streamlining (`finn_transforms.topology`) and the native minifloat steps
+#: (`finn_transforms.native.steps`; no-ops without native layers).
 REPLACED_FINN_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
     **XNOR_EXACT_STEPS,
+    **TOPOLOGY_STEPS,
     "step_convert_to_hw": native_steps.step_convert_to_hw,
     "step_target_fps_parallelization": native_steps.step_target_fps_parallelization,
 }
@@ -285,9 +288,11 @@ REPLACED_FINN_STEPS: dict[str, Callable[[ModelWrapper, Any], ModelWrapper]] = {
 def minifloat_estimate_steps(
     base: Sequence[str | Callable] | None = None, *, step: str | Callable = MINIFLOAT_STEP
 ) -> list[str | Callable]:
-    """FINN's ``estimate_only_dataflow_steps`` (or ``base``) with ``step`` inserted before
-    ``step_qonnx_to_finn`` (prepended when there is none) and the FINN steps we extend (given by
-    name) replaced by ours (`REPLACED_FINN_STEPS`, as ``"package.module.step"`` strings)."""
+    """FINN's ``estimate_only_dataflow_steps`` (or ``base``) with ``step`` and our topology check inserted
+    before ``step_qonnx_to_finn`` (prepended when there is none) and the FINN steps we extend (given by
+    name) replaced by ours (`REPLACED_FINN_STEPS`, as ``"package.module.step"`` strings; e.g.
+    ``step_streamline`` by ``"finn_transforms.topology.step_streamline"``: residual blocks, pooling
+    heads, Conv1d)."""
     if base is None:
         from finn.builder.build_dataflow_config import estimate_only_dataflow_steps
 

@@ -95,6 +95,13 @@ def _onnx_runner(model: ModelWrapper) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: execute_onnx(model, {inp: x})[out]
 
 
+def _conv1d_as_2d(x: np.ndarray, graph_shape) -> np.ndarray:
+    """``x`` reshaped to the graph's ``[N, C, L, 1]`` when FINN made a 3D (Conv1d) graph 4D."""
+    if graph_shape is not None and x.ndim == 3 and len(graph_shape) == 4 and graph_shape[3] == 1:
+        return x.reshape(*x.shape, 1)
+    return x
+
+
 def _compare(stage: str, got: np.ndarray, want: np.ndarray, quantum: float | None, float_rtol: float) -> StageResult:
     got = got.reshape(want.shape)
     diff = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
@@ -168,7 +175,11 @@ def verify(
         estimates = build_estimates(exported, build_dir, extra_steps_before=[step], **build_kwargs)
 
         def stage_runner(step_name: str | None):
-            return lambda xs: next(iter(execute_build(build_dir, xs, step=step_name).values()))
+            from finn_transforms.hw_exec import load_full_graph
+
+            graph = load_full_graph(build_dir, step_name)
+            shape = graph.get_tensor_shape(graph.graph.input[0].name)
+            return lambda xs: next(iter(execute_build(build_dir, _conv1d_as_2d(xs, shape), step=step_name).values()))
 
         outputs["streamlined"] = _run_per_sample(stage_runner(STREAMLINE_STEP), x)
         outputs["hw"] = _run_per_sample(stage_runner(None), x)

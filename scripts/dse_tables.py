@@ -397,7 +397,7 @@ def cost_section(default) -> list[str]:
         "",
         "## The analytic MAC cost model",
         "",
-        "`brevitas_minifloat.dse.cost.analytic_mac_cost(weight, act, fan_in)`, a first-order LUT count for a "
+        "`brevitas_minifloat.hw.analytic.analytic_mac_cost(weight, act, fan_in)`, a first-order LUT count for a "
         "6-LUT fabric derived here (not a synthesis result, not taken from a paper): integer MAC = `p_w * p_a` "
         "(array multiplier) + accumulator (`p_w + p_a + ceil(log2 fan_in)` bits, 1 LUT/bit); minifloat MAC = "
         "`(M_w+1)(M_a+1)` significand multiplier + sign + exponent adder + hidden-bit detect + an alignment shifter "

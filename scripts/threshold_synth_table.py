@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
         "yosys": yosys_version(),
-        "yowasp": synth._slang_version(),
+        "yowasp": synth.slang_version(),
         "synthesized": sum(not r["cached"] for r in records),
         "cached": sum(r["cached"] for r in records),
         "seconds": seconds,

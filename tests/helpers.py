@@ -7,6 +7,8 @@ markers of ``tests/conftest.py`` skip tests with that reason.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 
@@ -48,6 +50,17 @@ def simulator_missing(tool: str | None = None) -> str | None:
     if tool not in (None, "iverilog", "verilator"):
         raise ValueError(f"needs_simulator: unknown tool {tool!r} ('iverilog' or 'verilator')")
     return sim.lint_missing() if tool == "verilator" else sim.simulator_missing()
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` as a module (scripts are not a package), e.g. to test a renderer."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def mvau_attrs(report: Any) -> dict[str, dict[str, Any]]:

@@ -391,10 +391,11 @@ def test_target_fps_hooks_and_folding_config(tfc, tmp_path):
         folding_config={"MVAU_hls_0": {"PE": 4, "SIMD": 16}},
     )
     assert calls and calls[0][1] == 10.0
-    assert list(folded.step_times_s)[:4] == [
+    assert list(folded.step_times_s)[:5] == [
         "step_qonnx_cleanup",
         "step_count_nodes",
         "step_lower_minifloat",  # build_estimates(lower=True), the default: our lowering after the hooks
+        "step_check_topology",
         "step_qonnx_to_finn",
     ]
     layer = folded.layer("MVAU_hls_0")
@@ -460,8 +461,9 @@ def test_execute_hw_graph_rejects_unknown_specialized_ops():
 
 
 def test_splice_steps_one_rule_for_step_names_and_finn_functions():
-    """The splicer behind build_estimates and minifloat_estimate_steps: our steps go before
-    step_qonnx_to_finn, FINN's bit-width steps (by name, or as FINN's own function) become ours."""
+    """The splicer behind build_estimates and minifloat_estimate_steps: our steps and the topology check go
+    before step_qonnx_to_finn, FINN's bit-width and streamlining steps (by name, or as FINN's own
+    function) become ours."""
     from finn_transforms.build import splice_steps
 
     def finn_fn(model, cfg):
@@ -470,15 +472,20 @@ def test_splice_steps_one_rule_for_step_names_and_finn_functions():
     def ours(model, cfg):
         return model
 
+    from finn_transforms.topology import CHECK_STEP
+
     finn_fn.__name__ = "step_minimize_bit_width"
-    base = ["step_tidy_up", "step_qonnx_to_finn", finn_fn, "step_minimize_bit_width_initial"]
+    base = ["step_tidy_up", "step_qonnx_to_finn", "step_streamline", finn_fn, "step_minimize_bit_width_initial"]
     assert splice_steps(base, [ours], finn_lookup={"step_minimize_bit_width": finn_fn}) == [
         "step_tidy_up",
         ours,
+        CHECK_STEP,
         "step_qonnx_to_finn",
+        "finn_transforms.topology.step_streamline",
         "finn_transforms.steps.step_minimize_bit_width",
         "finn_transforms.steps.step_minimize_bit_width_initial",
     ]
-    assert splice_steps(base)[2] is finn_fn  # without FINN's registry a callable is the user's own
-    assert splice_steps(["step_tidy_up"], [ours]) == [ours, "step_tidy_up"]  # no step_qonnx_to_finn: prepended
-    assert base[0] == "step_tidy_up" and len(base) == 4  # input untouched
+    assert splice_steps(base)[4] is finn_fn  # without FINN's registry a callable is the user's own
+    # no step_qonnx_to_finn: prepended
+    assert splice_steps(["step_tidy_up"], [ours]) == [ours, CHECK_STEP, "step_tidy_up"]
+    assert base[0] == "step_tidy_up" and len(base) == 5  # input untouched

@@ -683,12 +683,15 @@ def test_limits_are_settable_on_steps():
 
 
 def test_estimate_step_list():
+    from finn_transforms.topology import CHECK_STEP
+
     steps = minifloat_estimate_steps(["step_qonnx_to_finn", "step_tidy_up"])
-    assert steps == [MINIFLOAT_STEP, "step_qonnx_to_finn", "step_tidy_up"]
+    assert steps == [MINIFLOAT_STEP, CHECK_STEP, "step_qonnx_to_finn", "step_tidy_up"]
     assert minifloat_estimate_steps(["step_tidy_up"])[0] == MINIFLOAT_STEP
     if finn_available():
         full = minifloat_estimate_steps()
-        assert full.index(MINIFLOAT_STEP) == full.index("step_qonnx_to_finn") - 1
+        assert full.index(MINIFLOAT_STEP) == full.index("step_qonnx_to_finn") - 2
+        assert "finn_transforms.topology.step_streamline" in full and "step_streamline" not in full
     import importlib
 
     mod, _, fn = MINIFLOAT_STEP.rpartition(".")

@@ -285,20 +285,23 @@ def test_finn_formula_matches_finn(w, a, simd, mw):
 
 def test_table_sweep_and_rendering_without_yosys(tmp_path, monkeypatch):
     """The sweep/render/plot plumbing on fake synthesis results (Yosys itself is tested above)."""
-    from brevitas_minifloat.hw import table
+    from brevitas_minifloat.hw import sweep
+    from tests.helpers import load_script
+
+    script = load_script("mac_cost_table")
 
     def fake_costs(jobs, **_):
         return [{"LUT": 10 * (i + 1), "LUT_per_MAC": 10.0 * (i + 1) / j["simd"], "CARRY": 1, "FF": 2, "DSP": 0,
                  "MUXF": 0, "acc_bits": 12, "product_bits": 6, "seconds": 1.0, "cpu_seconds": 0.5, "cached": False}
                 for i, j in enumerate(jobs)]
 
-    monkeypatch.setattr(table, "mac_costs", fake_costs)
-    monkeypatch.setattr(table, "yosys_version", lambda: "Yosys test")
-    result = table.build([3, 4], max_decode_product_bits=8)
+    monkeypatch.setattr(sweep, "mac_costs", fake_costs)
+    monkeypatch.setattr(sweep, "yosys_version", lambda: "Yosys test")
+    result = sweep.build([3, 4], max_decode_product_bits=8)
     # 3 bits: 9 pairs -> 9 decode + 8 shift; 4 bits: 16 pairs, decode E3M0 x E3M0 (14-bit product) etc. skipped
     assert any("skipped" in r for r in result["main"])
     assert {r["arch"] for r in result["dsp"]} == {"decode", "shift"}
-    md = table.render_markdown(result)
+    md = script.render_markdown(result)
     assert "### 3 bits" in md and "| **E2M0** |" in md and "not synthesized" in md
-    table.plot(result, tmp_path / "p.png")
+    script.plot(result, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 10_000

@@ -54,15 +54,18 @@ def splice_steps(
     *,
     finn_lookup: Mapping[str, Callable] | None = None,
 ) -> list[BuildStep]:
-    """``base`` with ``before_qonnx_to_finn`` inserted before ``step_qonnx_to_finn`` (prepended when
-    there is none) and the FINN steps we extend replaced by ours of the same name
-    (``finn_transforms.steps.REPLACED_FINN_STEPS``: XNOR-exact bit-width minimisation, the native
-    minifloat conversion and folding; as ``"package.module.<name>"`` strings).
+    """``base`` with ``before_qonnx_to_finn`` and then our topology check
+    (``finn_transforms.topology.CHECK_STEP``) inserted before ``step_qonnx_to_finn`` (prepended when
+    there is none), and the FINN steps we extend replaced by ours of the same name
+    (``finn_transforms.steps.REPLACED_FINN_STEPS``: XNOR-exact bit-width minimisation, the residual /
+    pooling-head / Conv1d streamlining, the native minifloat conversion and folding; as
+    ``"package.module.<name>"`` strings).
 
     A step is FINN's when given by its FINN name or, with ``finn_lookup`` (FINN's step registry), as
     FINN's own function object.
     """
     from finn_transforms.steps import REPLACED_FINN_STEPS  # steps.py imports this module
+    from finn_transforms.topology import CHECK_STEP
 
     steps = []
     for step in base:
@@ -74,7 +77,7 @@ def splice_steps(
         steps.append(step)
     names = [step_label(s) for s in steps]
     at = names.index("step_qonnx_to_finn") if "step_qonnx_to_finn" in names else 0
-    steps[at:at] = list(before_qonnx_to_finn)
+    steps[at:at] = [*before_qonnx_to_finn, CHECK_STEP]
     return steps
 
 
