@@ -358,10 +358,7 @@ class MacUnit:
 
     def write(self, directory: str | Path) -> Path:
         """Write ``<top>.v`` into ``directory`` and return its path."""
-        path = Path(directory) / f"{self.top}.v"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.verilog)
-        return path
+        return write_verilog(self.top, self.verilog, directory)
 
     def _header(self) -> str:
         lo, hi = self.product_range
@@ -494,10 +491,18 @@ class MacUnit:
 endmodule"""
 
 
+def write_verilog(top: str, verilog: str, directory: str | Path) -> Path:
+    """Write ``verilog`` to ``<directory>/<top>.v`` (creating the directory) and return the path."""
+    path = Path(directory) / f"{top}.v"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(verilog)
+    return path
+
+
 def _delta_str(fmt: Operand) -> str:
     if not is_minifloat(fmt):
         return "1"
     return f"2^{1 - fmt.bias - fmt.mantissa_bits}"
 
 
-__all__ = ["ARCHS", "GENERATOR_VERSION", "IntegerFormat", "MacUnit", "accumulator_bits", "format_tag", "product_bits"]
+__all__ = ["ARCHS", "GENERATOR_VERSION", "IntegerFormat", "MacUnit", "accumulator_bits", "format_tag", "product_bits", "write_verilog"]

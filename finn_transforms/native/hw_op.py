@@ -20,10 +20,11 @@ E5M2 needs ~70 bits) are exact only through the exact HW executor (`finn_transfo
 specialization) so FINN's partitioning, specialization, estimate reports and data-layout passes see
 it; `finn_transforms.native.folding` adds it to ``target_fps`` folding.
 
-Resource estimates: until the RTL helper's synthesized cost model
-(``finn_transforms.native.cost``) is available they are a documented placeholder: FINN's own
-LUT-based MVAU model (``MVAU_hls.lut_estimation``, FINN-R) evaluated at the code widths, no DSPs
-(the shift datapath is LUT logic), FINN's weight-memory BRAM/URAM model.
+Resource estimates are those of the layer's own RTL (`finn_transforms.native.rtl`):
+``native_layer_cost(spec)`` (`finn_transforms.native.cost`), a cached Yosys synthesis of exactly this
+layer or the model fitted to synthesized layers, with the weights counted as the RTL stores them
+(embedded ROM: LUTRAM up to 128 words deep, else RAMB18, whatever ``mem_mode`` says); no DSPs (the
+shift datapath is LUT logic), no URAM. FINN's estimate reports and ``target_fps`` folding use them.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from qonnx.custom_op.registry import add_op_to_domain
 
 from brevitas_minifloat.hw.operands import as_operand, integer_range, is_minifloat, signed_bits
 from finn_transforms.finn_defaults import HW_DOMAIN, RTL_DOMAIN
+from finn_transforms.native.cost import native_layer_cost
 from finn_transforms.native.spec import NativeMvauSpec, ordinal_embedded, reference_mvau
 
-from finn.custom_op.fpgadataflow.hls.matrixvectoractivation_hls import MVAU_hls
 from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 
@@ -124,12 +125,18 @@ class MVAU_minifloat(MVAU):  # noqa: N801 - qonnx names the op type after the cl
     def get_hw_compatible_weight_tensor(self, orig_weight_matrix):
         return super().get_hw_compatible_weight_tensor(np.asarray(orig_weight_matrix, dtype=np.int64))
 
-    # Resource estimates: placeholder until finn_transforms.native.cost exists (module docstring).
+    # Resource estimates: the layer's RTL (module docstring).
     def lut_estimation(self, fpgapart):
-        return MVAU_hls.lut_estimation(self, fpgapart)
+        return native_layer_cost(self.spec())["lut"]
+
+    def bram_estimation(self, fpgapart):
+        return native_layer_cost(self.spec())["bram"]
+
+    def uram_estimation(self, fpgapart):
+        return 0
 
     def dsp_estimation(self, fpgapart):
-        return 0
+        return native_layer_cost(self.spec())["dsp"]
 
     def verify_node(self):
         messages = super().verify_node()

@@ -30,7 +30,7 @@ import numpy as np
 
 from brevitas_minifloat.formats import MinifloatFormat
 from brevitas_minifloat.hw.operands import code_bits, code_value, is_minifloat
-from brevitas_minifloat.hw.rtl import ARCHS, MacUnit, accumulator_bits, format_tag
+from brevitas_minifloat.hw.rtl import ARCHS, MacUnit, accumulator_bits, format_tag, write_verilog
 from finn_transforms.native.spec import NativeMvauSpec, ordinal_bits
 
 PIPELINE = 3
@@ -112,15 +112,39 @@ def _ord2code_module(name: str, fmt: MinifloatFormat) -> str:
 
 
 # ---------------------------------------------------------------------------- the layer
+def output_queue_depth(input_beats: int) -> int:
+    """Output queue entries for full rate: the results in flight plus one draining, at one fold
+    result per ``SF = input_beats`` cycles."""
+    return 1 + math.ceil((PIPELINE + 1) / input_beats)
+
+
+def layer_mac(spec: NativeMvauSpec, arch: str = "shift", top: str | None = None) -> MacUnit:
+    """The MAC unit of one PE: exact accumulator, or ``spec.acc_bits`` when that is narrower."""
+    w, a = spec.weight_format, spec.input_format
+    exact = accumulator_bits(w, a, spec.mw)
+    narrow = spec.acc_bits if spec.acc_bits < exact else None
+    return MacUnit(w, a, fan_in=spec.mw, simd=spec.simd, arch=arch, top=top, acc_width=narrow)
+
+
 class NativeMvauRtl:
     """Verilog of one native layer: ``NativeMvauRtl(spec, weight_codes).verilog``.
 
     ``weight_codes``: ``(mh, mw)`` codes of ``spec.weight_format`` (checked, copied). ``top``: module
     name (default derived from the spec). ``arch``: the MAC datapath, ``"shift"`` (the native one)
-    or ``"decode"`` (embedded integers, for comparison).
+    or ``"decode"`` (embedded integers, for comparison). ``blackbox_roms``: declare the weight ROMs
+    as empty black-box modules (synthesis of the compute alone, independent of the weight values;
+    `finn_transforms.native.cost` counts the weight memory separately, as FINN does).
     """
 
-    def __init__(self, spec: NativeMvauSpec, weight_codes, *, top: str | None = None, arch: str = "shift") -> None:
+    def __init__(
+        self,
+        spec: NativeMvauSpec,
+        weight_codes,
+        *,
+        top: str | None = None,
+        arch: str = "shift",
+        blackbox_roms: bool = False,
+    ) -> None:
         if not isinstance(spec, NativeMvauSpec):
             raise ValueError(f"spec must be a NativeMvauSpec, got {type(spec).__name__}")
         spec.weight_embedded(weight_codes)  # shape and finite codes, with clear errors
@@ -129,15 +153,14 @@ class NativeMvauRtl:
         self.spec = spec
         self.weight_codes = np.array(weight_codes, dtype=np.int64)  # a copy: the caller's array stays theirs
         self.arch = arch
+        self.blackbox_roms = blackbox_roms
         w, a = spec.weight_format, spec.input_format
         if top is None:
             top = f"native_mvau_{format_tag(w)}_x_{format_tag(a)}_mw{spec.mw}_mh{spec.mh}_pe{spec.pe}_simd{spec.simd}"
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
             raise ValueError(f"top must be a Verilog identifier, got {top!r}")
         self.top = top
-        exact = accumulator_bits(w, a, spec.mw)
-        narrow = spec.acc_bits if spec.acc_bits < exact else None
-        self.mac = MacUnit(w, a, fan_in=spec.mw, simd=spec.simd, arch=arch, top=f"{top}_mac", acc_width=narrow)
+        self.mac = layer_mac(spec, arch, top=f"{top}_mac")
 
     # ---- geometry
     @property
@@ -160,8 +183,7 @@ class NativeMvauRtl:
 
     @property
     def queue_depth(self) -> int:
-        """Output queue entries: results in flight plus one draining, at one fold per ``SF`` cycles."""
-        return 1 + math.ceil((PIPELINE + 1) / self.sf)
+        return output_queue_depth(self.sf)
 
     @property
     def expected_cycles(self) -> int:
@@ -191,10 +213,7 @@ class NativeMvauRtl:
 
     def write(self, directory: str | Path) -> Path:
         """Write ``<top>.v`` into ``directory`` and return its path."""
-        path = Path(directory) / f"{self.top}.v"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.verilog)
-        return path
+        return write_verilog(self.top, self.verilog, directory)
 
     def _header(self) -> str:
         s = self.spec
@@ -211,7 +230,7 @@ class NativeMvauRtl:
 
     def _rom_module(self, pe: int) -> str:
         s = self.spec
-        width, words = s.simd * s.weight_bits, self.rom_words(pe)
+        width, depth = s.simd * s.weight_bits, self.sf * self.nf
         digits = math.ceil(width / 4)
         head = [
             f"// Weights of PE {pe}: word nf*{self.sf} + sf = row nf*{s.pe} + {pe}, columns sf*{s.simd} .. +{s.simd - 1}.",
@@ -219,7 +238,11 @@ class NativeMvauRtl:
             "    input  wire clk,",
             "    input  wire en,",
         ]
-        if len(words) == 1:
+        if self.blackbox_roms:
+            addr = [f"    input  wire [{_ubits(depth - 1) - 1}:0] addr,"] if depth > 1 else []
+            return "\n".join(["(* blackbox *)"] + head + addr + [f"    output wire [{width - 1}:0] q", ");", "endmodule"])
+        words = self.rom_words(pe)
+        if depth == 1:
             return "\n".join(
                 head
                 + [
@@ -250,20 +273,22 @@ class NativeMvauRtl:
         """Declarations and update of the counters ``sf``/``nf``/``waddr`` (those not constant)."""
         sf, nf, words = self.sf, self.nf, self.sf * self.nf
         decl, reset, step = [], [], []
+
+        def counter(name: str, n: int, what: str) -> None:
+            b = _ubits(n - 1)
+            decl.extend([f"reg  [{b - 1}:0] {name};  // {what}", f"wire {name}_first = {name} == {b}'d0;",
+                         f"wire {name}_last = {name} == {b}'d{n - 1};"])
+            reset.append(f"{name} <= {b}'d0;")
+            step.append(f"{name} <= {name}_last ? {b}'d0 : {name} + {b}'d1;")
+
         if sf > 1:
-            b = _ubits(sf - 1)
-            decl += [f"reg  [{b - 1}:0] sf;  // input beat within the vector", f"wire sf_first = sf == {b}'d0;",
-                     f"wire sf_last = sf == {b}'d{sf - 1};"]
-            reset.append(f"sf <= {b}'d0;")
-            step.append(f"sf <= sf_last ? {b}'d0 : sf + {b}'d1;")
+            counter("sf", sf, "input beat within the vector")
         else:
             decl += ["wire sf_first = 1'b1;  // SF = 1: every beat is a whole vector", "wire sf_last = 1'b1;"]
         if nf > 1:
-            b = _ubits(nf - 1)
-            decl += [f"reg  [{b - 1}:0] nf;  // output fold", f"wire from_stream = nf == {b}'d0;  // fold 0 reads in0",
-                     f"wire nf_last = nf == {b}'d{nf - 1};"]
-            reset.append(f"nf <= {b}'d0;")
-            step.append(f"if (sf_last) nf <= nf_last ? {b}'d0 : nf + {b}'d1;")
+            counter("nf", nf, "output fold")
+            step[-1] = f"if (sf_last) {step[-1]}"
+            decl.append("wire from_stream = nf_first;  // fold 0 reads in0")
         else:
             decl += ["wire from_stream = 1'b1;  // NF = 1: no replay"]
         if words > 1:

@@ -184,10 +184,10 @@ def verify_layer(rtl: NativeMvauRtl, inputs, **kwargs) -> RtlRun:
     return run
 
 
-AUTO_VERILATOR_WORK = 1_000_000
-"""``simulator="auto"`` picks Verilator above this many lane-cycles (cycles x PE x SIMD): Icarus runs
-about 50k lane-cycles per second here, so above it Icarus would take longer than Verilator's ~20 s
-build (benchmarks/bench_native_rtl.py measures both)."""
+AUTO_VERILATOR_WORK = 100_000
+"""``simulator="auto"`` picks Verilator above this many lane-cycles (cycles x PE x SIMD): Icarus ran
+2k-90k lane-cycles per second here (fewer with more SIMD lanes and on a loaded machine), Verilator
+~300k after a 20-90 s build (benchmarks/bench_native_rtl.py measures both)."""
 
 
 def choose_simulator(rtl: NativeMvauRtl, batch: int) -> str:

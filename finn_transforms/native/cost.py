@@ -1,0 +1,226 @@
+"""LUT / FF / BRAM / DSP of a native MVAU layer: Yosys synthesis of its RTL, or a model fitted to it.
+
+``native_layer_cost(spec)`` answers fast enough to be called inside a FINN build (the native HW op's
+``lut_estimation`` / ``bram_estimation`` / ``dsp_estimation``): a cached synthesis of exactly this
+layer if there is one, else the fitted model (`finn_transforms.native.cost_fit`, regenerated with
+its held-out error by ``scripts/native_layer_cost_table.py``). ``synthesize_layer(spec)`` runs Yosys.
+
+What is counted:
+
+- **compute**: the generated layer (`finn_transforms.native.rtl`) with its weight ROMs declared as
+  black boxes, through the project's Yosys flow (`brevitas_minifloat.hw.cost`: ``synth_xilinx
+  -family xcup -flatten -noiopad -nodsp``, every multiply in LUTs like FINN's ``resType="lut"``);
+  Yosys' LUTRAM primitives (input replay buffer, output queue) are counted as the LUTs they occupy;
+- **weights**: counted as FINN's MVAU counts them (`weight_memory`), from the ROM's shape only, so
+  the cost never depends on the weight values: depth ``MW * MH / (PE * SIMD) <= 128`` words in LUTRAM
+  (``width * ceil(depth / 64)`` LUTs plus the read register), deeper ones in RAMB18 blocks;
+- **DSP**: 0 (``-nodsp``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from brevitas_minifloat.hw.cost import (
+    SYNTH_SCRIPT,
+    default_cache_dir,
+    read_cached,
+    summarize_cells,
+    synthesize,
+    write_cached,
+    yosys_missing,
+    yosys_version,
+)
+from brevitas_minifloat.hw.operands import is_minifloat, signed_bits
+from finn_transforms.native.rtl import NativeMvauRtl, layer_mac, output_queue_depth
+from finn_transforms.native.spec import NativeMvauSpec
+
+FAMILY = "xcup"
+
+# LUTs a Xilinx LUTRAM primitive occupies (UG574): RAM32M/RAM64M are 4 LUTs, RAM64X1D 2, ...
+_LUTRAM_LUTS = {
+    "RAM32X1S": 1, "RAM64X1S": 1, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1S": 2, "RAM128X1D": 4,
+    "RAM256X1S": 4, "RAM512X1S": 8, "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8,
+}
+
+
+def describe(spec: NativeMvauSpec) -> dict:
+    """Plain-JSON description of a layer (cache keys, tables)."""
+    return {"weight": spec.weight_format.name, "input": spec.input_format.name, "mw": spec.mw, "mh": spec.mh,
+            "pe": spec.pe, "simd": spec.simd, "acc_bits": spec.acc_bits}
+
+
+# ------------------------------------------------------------------------------ weights
+def weight_memory(spec: NativeMvauSpec, weight_bits: int | None = None) -> dict:
+    """Weight storage the way FINN+ 1.6.1's MVAU estimates it (FINN-R, Blott et al. 2018):
+    ``depth = MW*MH/(PE*SIMD)`` words of ``width = PE*SIMD*W`` bits; ``depth <= 128``: LUTRAM,
+    ``width * ceil(depth/64)`` LUTs (and a ``width``-bit read register); otherwise RAMB18 blocks in
+    simple dual-port mode, the aspect ratio chosen by the word width (1, 2, 4, 9, 18 or 36 bits wide).
+    ``weight_bits``: another weight width for the same shape (e.g. FINN's integer embedding)."""
+    depth = spec.mw * spec.mh // (spec.pe * spec.simd)
+    width = spec.pe * spec.simd * (weight_bits or spec.weight_bits)
+    if depth <= 128:
+        return {"lut": width * math.ceil(depth / 64), "ff": width, "bram18": 0, "depth": depth, "width": width}
+    if width == 1:
+        blocks = math.ceil(depth / 16384)
+    elif width == 2:
+        blocks = math.ceil(depth / 8192)
+    elif width <= 4:
+        blocks = math.ceil(depth / 4096)
+    elif width <= 9:
+        blocks = math.ceil(depth / 2048) * math.ceil(width / 9)
+    elif width <= 18 or depth > 512:
+        blocks = math.ceil(depth / 1024) * math.ceil(width / 18)
+    else:
+        blocks = math.ceil(depth / 512) * math.ceil(width / 36)
+    return {"lut": 0, "ff": 0, "bram18": blocks, "depth": depth, "width": width}
+
+
+# ------------------------------------------------------------------------------ synthesis
+def _compute_rtl(spec: NativeMvauSpec) -> NativeMvauRtl:
+    return NativeMvauRtl(spec, np.zeros((spec.mh, spec.mw), dtype=np.int64), blackbox_roms=True)
+
+
+def _cache_key(rtl: NativeMvauRtl) -> dict:
+    return {
+        "layer": describe(rtl.spec),
+        "verilog_sha256": hashlib.sha256(rtl.verilog.encode()).hexdigest(),
+        "family": FAMILY,
+        "script": SYNTH_SCRIPT,
+        "yosys": yosys_version(),
+    }
+
+
+def _cache_path(cache_dir: Path, key: dict) -> Path:
+    digest = hashlib.sha256(str(sorted(key.items())).encode()).hexdigest()[:24]
+    return cache_dir / "native_layers" / f"{key['layer']['weight']}_x_{key['layer']['input']}_{digest}.json"
+
+
+def _total(compute: dict, memory: dict) -> dict:
+    return {"lut": compute["lut"] + memory["lut"], "ff": compute["ff"] + memory["ff"], "bram": memory["bram18"],
+            "dsp": compute["dsp"]}
+
+
+def synthesize_layer(
+    spec: NativeMvauSpec, *, cache_dir: str | Path | None = None, use_cache: bool = True, timeout: float | None = None
+) -> dict:
+    """Yosys cost of one layer (cached as plain JSON under ``cache_dir``, default
+    `brevitas_minifloat.hw.cost.default_cache_dir`). Returns ``lut``, ``ff``, ``bram`` (RAMB18),
+    ``dsp``, the ``compute`` and ``weights`` parts, Yosys ``cells``, ``cpu_seconds`` and ``cached``."""
+    reason = yosys_missing()
+    if reason:
+        raise RuntimeError(reason)
+    rtl = _compute_rtl(spec)
+    key = _cache_key(rtl)
+    path = _cache_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), key)
+    stored = read_cached(path, key) if use_cache else None
+    if stored is not None:
+        return {**stored, "cached": True}
+    raw = synthesize(rtl, family=FAMILY, dsp=False, timeout=timeout)
+    cells = summarize_cells(raw["cells"])
+    lutram = sum(_LUTRAM_LUTS.get(c, 0) * n for c, n in raw["cells"].items())
+    unknown = sorted(c for c in raw["cells"] if c.startswith("RAM") and c not in _LUTRAM_LUTS and not c.startswith("RAMB"))
+    if unknown:
+        raise RuntimeError(f"no LUT count known for Yosys LUTRAM cells {unknown}")
+    compute = {"lut": cells["LUT"] + lutram, "ff": cells["FF"], "dsp": cells["DSP"], "carry": cells["CARRY"],
+               "muxf": cells["MUXF"], "lutram_luts": lutram, "bram18": cells["BRAM18"]}
+    memory = weight_memory(spec)
+    result = {**_total(compute, memory), "compute": compute, "weights": memory, "cells": raw["cells"],
+              "cpu_seconds": raw["cpu_seconds"]}
+    result["bram"] += compute["bram18"]
+    if use_cache:
+        write_cached(path, key, result)
+    return {**result, "cached": False}
+
+
+def cached_layer_cost(spec: NativeMvauSpec, *, cache_dir: str | Path | None = None) -> dict | None:
+    """The cached synthesis of this exact layer, or ``None`` (also when Yosys is missing)."""
+    if yosys_missing():
+        return None
+    rtl = _compute_rtl(spec)
+    key = _cache_key(rtl)
+    return read_cached(_cache_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), key), key)
+
+
+# ------------------------------------------------------------------------------ the fitted model
+def features(spec: NativeMvauSpec) -> dict[str, float]:
+    """Structural sizes of the compute the model is linear in (names match ``cost_fit``):
+
+    - ``mul``: lanes x significand bits of both operands (the array multipliers);
+    - ``shift``: lanes x product bits x shift-amount bits (the barrel shifters; 0 for integers);
+    - ``add``: lanes x lane-sum bits (the adder tree);
+    - ``acc``: PE x accumulator bits (accumulators, their restart, the result registers);
+    - ``queue``: PE x output bits x queue depth (the output queue and its read multiplexer);
+    - ``input``: SIMD x stream element bits (ordinal decode, activation register, replay buffer);
+    - ``const``: control."""
+    mac = layer_mac(spec)
+    lanes = spec.pe * spec.simd
+    sig = {}
+    shift_bits = 0
+    for side, fmt in (("w", spec.weight_format), ("a", spec.input_format)):
+        if is_minifloat(fmt):
+            sig[side] = fmt.mantissa_bits + 2
+            shift_bits += 2**fmt.exponent_bits - 2
+        else:
+            sig[side] = signed_bits(fmt.integer_min, fmt.integer_max)
+    return {
+        "mul": lanes * sig["w"] * sig["a"],
+        "shift": lanes * mac.product_bits * (shift_bits.bit_length() if shift_bits else 0),
+        "add": lanes * mac.dot_bits,
+        "acc": spec.pe * mac.acc_bits,
+        "queue": spec.pe * spec.acc_bits * output_queue_depth(spec.input_beats),
+        "input": spec.simd * spec.input_bits,
+        "const": 1.0,
+    }
+
+
+def model_cost(spec: NativeMvauSpec, coefficients: dict | None = None) -> dict:
+    """The fitted model's ``lut`` / ``ff`` of the compute plus the counted weight memory."""
+    if coefficients is None:
+        from finn_transforms.native.cost_fit import COEFFICIENTS as coefficients
+    f = features(spec)
+    compute = {kind: sum(coefficients[kind].get(name, 0.0) * v for name, v in f.items()) for kind in ("lut", "ff")}
+    compute["dsp"] = 0
+    return _total({k: round(v) for k, v in compute.items()}, weight_memory(spec))
+
+
+def fit(specs: list[NativeMvauSpec], measured: list[dict]) -> dict:
+    """Non-negative least squares of each compute resource (``lut``, ``ff``) on `features`."""
+    from scipy.optimize import nnls
+
+    names = list(features(specs[0]))
+    x = np.array([[features(s)[n] for n in names] for s in specs], dtype=float)
+    out = {}
+    for kind in ("lut", "ff"):
+        y = np.array([m["compute"][kind] for m in measured], dtype=float)
+        scale = np.abs(x).max(axis=0)
+        scale[scale == 0] = 1.0
+        coef, _ = nnls(x / scale, y)
+        out[kind] = {n: float(c / s) for n, c, s in zip(names, coef, scale) if c}
+    return out
+
+
+def native_layer_cost(spec: NativeMvauSpec, *, cache_dir: str | Path | None = None, synthesize: bool = False) -> dict:
+    """``dict(lut=, ff=, bram=, dsp=, source=)`` of one native layer: ``source="synthesis"`` when a
+    cached synthesis of this exact layer exists (or ``synthesize=True`` runs Yosys), else
+    ``"model"`` (the fitted model; no tool needed, microseconds)."""
+    if not isinstance(spec, NativeMvauSpec):
+        raise ValueError(f"spec must be a NativeMvauSpec, got {type(spec).__name__}")
+    if synthesize:
+        found = synthesize_layer(spec, cache_dir=cache_dir)
+        return {k: found[k] for k in ("lut", "ff", "bram", "dsp")} | {"source": "synthesis"}
+    return dict(_lookup(spec, None if cache_dir is None else str(cache_dir)))
+
+
+@lru_cache(maxsize=4096)
+def _lookup(spec: NativeMvauSpec, cache_dir: str | None) -> tuple:
+    """Cached synthesis or model, memoised: FINN's folding calls the estimates many times per layer."""
+    found = cached_layer_cost(spec, cache_dir=cache_dir)
+    if found is not None:
+        return tuple(({k: found[k] for k in ("lut", "ff", "bram", "dsp")} | {"source": "synthesis"}).items())
+    return tuple((model_cost(spec) | {"source": "model"}).items())
