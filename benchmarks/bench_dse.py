@@ -71,7 +71,7 @@ def main_command(keep: Path | None = None) -> dict:
         cpu = _children_cpu() - cpu_before
         if proc.returncode != 0:
             raise SystemExit(f"brevitas-minifloat dse failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-        summary = (out / "summary.txt").read_text().splitlines()
+        summary = (out / "default" / "summary.txt").read_text().splitlines()  # the preset's report folder
     finally:
         if keep is None:
             shutil.rmtree(out, ignore_errors=True)
