@@ -135,13 +135,13 @@ def _model_for_export(args):
     return model, inputs, inputs_text
 
 
-def _lowering_refusal(exported) -> str | None:
-    """Why our lowering (and so `build`) refuses the exported model, or None."""
+def _lowering_refusal(exported, mapping: str) -> str | None:
+    """Why our lowering with ``mapping`` (and so `build --mapping`) refuses the exported model, or None."""
     from finn_transforms.steps import lower_minifloat
     from finn_transforms.transformation import LoweringError
 
     try:
-        lower_minifloat(exported)
+        lower_minifloat(exported, mapping=mapping)
     except LoweringError as err:
         return str(err)
     return None
@@ -298,8 +298,8 @@ def cmd_export(args) -> int:
         raise CliError(f"export refused: {err}", EXIT_FAILED) from None
     ops = sorted({n.op_type for n in exported.graph.node})
     print(f"wrote {args.output} ({len(exported.graph.node)} nodes: {', '.join(ops)})")
-    if reason := _lowering_refusal(exported):
-        print(f"warning: `{PROG} build` will refuse {args.output}: {reason}", file=sys.stderr)
+    if reason := _lowering_refusal(exported, args.mapping):
+        print(f"warning: `{PROG} build --mapping {args.mapping}` will refuse {args.output}: {reason}", file=sys.stderr)
     return 0
 
 
@@ -459,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = parser("export", help="model (Brevitas, or float + --w-format for PTQ) -> QONNX")
     _add_model_args(e)
     e.add_argument("-o", "--output", default="model.onnx", help="QONNX file written")
+    _add_mapping_arg(e)  # export warns when `build` with this mapping would refuse the model
     e.set_defaults(func=cmd_export)
 
     b = parser("build", help="FINN estimates for a QONNX file (with the minifloat lowering step)")
