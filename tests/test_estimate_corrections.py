@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -50,41 +51,59 @@ def demo_model(tmp_path_factory):
     return export_qonnx(model.eval(), torch.rand(1, 1, 28, 28), tmp_path_factory.mktemp("demo") / "mlp.onnx")
 
 
+def test_capacity_check_says_which_number_exceeds_the_part():
+    from finn_transforms.build.report import _capacity_check
+
+    raw = {"lut": 201_132.0, "bram_18k": 26.0, "uram": 0.0, "dsp": 0.0}
+    fixed = {"lut": 38_004.0, "bram_18k": 500.0, "uram": 0.0}
+    cap, over = _capacity_check("xczu3eg-sbva484-1-e", raw, fixed)
+    assert cap["lut"] == 70_560
+    assert over == ("LUT 201132 > 70560 (285%; corrected 38004: fits)", "BRAM18 26 <= 432 (6%; corrected 500: over)")
+    assert _capacity_check("xczu3eg-sbva484-1-e", fixed | {"dsp": 1.0}, fixed)[1] == (
+        "BRAM18 500 > 432 (116%)",)
+    assert _capacity_check("unknown-part", raw, fixed) == (None, ())
+
+
 @pytest.mark.needs_finn
 def test_demo_mlp_corrections_and_capacity(demo_model, tmp_path):
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.custom_op.registry import getCustomOp
 
     import finn_transforms
+    from finn_transforms.build.corrections import layer_corrections
 
     report = finn_transforms.build_estimates(demo_model, tmp_path / "auto")
-    thr = report.layer("Thresholding_rtl_0")
-    # FINN stores the shared input thresholds once per channel: ~200k LUT, 3x the Ultra96
-    assert thr.lut > 70_560 and "share one set" in thr.correction
-    hw = ModelWrapper(str(report.hw_graph_path))
-    node = next(n for n in hw.graph.node if n.name == "Thresholding_rtl_0")
-    op = getCustomOp(node)
-    channels, pe = op.get_nodeattr("NumChannels"), op.get_nodeattr("PE")
-    assert channels == 784
-    op.set_nodeattr("NumChannels", pe)  # the same layer holding one copy per PE lane, per FINN's own model
-    assert thr.lut_corrected == op.lut_estimation(report.fpga_part) < thr.lut
-    # the raw total exceeds the part, the corrected one fits: both are said
-    assert any(e.startswith("LUT 201") and "fits" in e for e in report.exceeds), report.exceeds
-    assert "DOES NOT FIT" in report.summary() and "LUT*" in report.summary()
+    assert report.capacity["lut"] == 70_560 and "fits" in report.summary()
     # MVAU_hls_1: 10 channels x 896 E3M2 thresholds, depth 10 -> counted as LUTRAM (FINN's model)
     mvau = report.layer("MVAU_hls_1")
-    assert mvau.lut_corrected > mvau.lut and mvau.bram_18k_corrected == mvau.bram_18k
+    assert mvau.lut_corrected > mvau.lut and mvau.bram_18k_corrected == mvau.bram_18k and "LUT*" in report.summary()
     assert report.total_lut_corrected == pytest.approx(
         sum(r.lut_corrected if r.correction else r.lut for r in report.layers))
     json.dumps(report.to_dict(), default=str)
 
-    # the same layer with block-RAM thresholds: + PE * ceil(10 / 512) * ceil(896 * 15 / 36) RAMB18s
+    # The input quantizer's thresholds are one set (our streamlining keeps it one channel). Stored once
+    # per channel, as FINN does for a per-channel layout, they would cost 784 copies; the correction
+    # must give back what FINN estimates for the one-channel layer this build really has.
+    hw = ModelWrapper(str(report.hw_graph_path))
+    node = next(n for n in hw.graph.node if n.op_type.startswith("Thresholding"))
+    one_channel = report.layer(node.name)
+    op = getCustomOp(node)
+    if op.get_nodeattr("NumChannels") == 1:
+        op.set_nodeattr("NumChannels", 784)
+        hw.set_initializer(node.input[1], np.tile(hw.get_initializer(node.input[1]), (784, 1)))
+        hw.save(str(tmp_path / "per_channel.onnx"))
+        fix = layer_corrections(tmp_path / "per_channel.onnx", report.fpga_part)[node.name]
+        assert op.lut_estimation(report.fpga_part) > 70_560  # FINN: ~200k LUT, 3x the Ultra96
+        assert fix.lut == one_channel.lut and "share one set" in fix.reason
+    else:  # FINN's own per-channel layout: corrected in the report itself
+        assert one_channel.lut_corrected < one_channel.lut and "share one set" in one_channel.correction
+
+    # the same layer with block-RAM thresholds: + PE * ceil(10 / 512) * ceil(896 * W / 36) RAMB18s
     block = finn_transforms.build_estimates(demo_model, tmp_path / "block",
                                             folding_config={"MVAU_hls_1": {"ram_style_thresholds": "block"}})
     mvau = block.layer("MVAU_hls_1")
-    thresholds = ModelWrapper(str(block.hw_graph_path))
-    node = next(n for n in thresholds.graph.node if n.name == "MVAU_hls_1")
-    t = thresholds.get_initializer(node.input[2])
-    bits = thresholds.get_tensor_datatype(node.input[2]).bitwidth()
-    assert t.shape == (10, 896)
+    graph = ModelWrapper(str(block.hw_graph_path))
+    node = next(n for n in graph.graph.node if n.name == "MVAU_hls_1")
+    bits = graph.get_tensor_datatype(node.input[2]).bitwidth()
+    assert graph.get_initializer(node.input[2]).shape == (10, 896)
     assert mvau.bram_18k_corrected - mvau.bram_18k == (mvau.pe or 1) * math.ceil(896 * bits / 36)
