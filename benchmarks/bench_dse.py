@@ -1,24 +1,27 @@
 """Benchmark: design-space exploration throughput (points per minute) with 1 and 2 workers, and
 the wall time of the main command `brevitas-minifloat dse` (what `make dse` runs) from a cold cache.
 
-    python benchmarks/bench_dse.py [--no-finn] [--workers 1,2] [--no-cli] [--write-doc [docs/dse_benchmark.md]]
+    python benchmarks/bench_dse.py [--no-finn] [--workers 1,2] [--no-cli] [--cli-out DIR] [--write-doc [docs/dse_benchmark.md]]
 
-Throughput: the same sweep (the embedded CNN; W3A3..W6A6 with INTn, E2 and E3 formats: 11 points,
-the default PTQ techniques, FINN estimates unless --no-finn) runs once per worker count on a fresh
+Throughput: the same sweep (the embedded CNN; W3A3, W4A4, W6A6 with INTn and E2 formats: 6 points,
+each evaluated on the 10,000 test images, the default PTQ techniques, FINN estimates unless --no-finn) runs once per worker count on a fresh
 local process pool (worker start-up included; the imports the parent does before forking are done
 once up front), without the cache; wall times are printed side by side with the load average
 before and after each run: on a shared machine, other processes' load changes the result. The float
-model is trained once beforehand (cached in out/dse), not timed.
+model's weights ship with the package (nothing is trained).
 
 Main command: `brevitas-minifloat dse --out <empty temporary folder> --quiet` in a subprocess:
-training the float model, the default 41-point sweep with FINN estimates, the report.
+the default sweep on the embedded workload (shipped weights, 10,000 test images) with FINN
+estimates, the calibration spread of the frontier points, the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -31,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from brevitas_minifloat.dse import Space, default_workload, run_dse  # noqa: E402
 from brevitas_minifloat.ptq import DEFAULT_TECHNIQUES  # noqa: E402
 
-SPACE = Space(weight_bits=(3, 4, 5, 6), act_bits=(3, 4, 5, 6), bit_pairs="diagonal", min_exponent=2, max_exponent=3,
-              mixed_kinds=False, pairing="same_exponent", techniques=(tuple(DEFAULT_TECHNIQUES),))
+SPACE = Space(weight_bits=(3, 4, 6), act_bits=(3, 4, 6), bit_pairs="diagonal", min_exponent=2, max_exponent=2,
+              mixed_kinds=False, techniques=(tuple(DEFAULT_TECHNIQUES),))
 CLI_BUDGET_S = 600
 
 
@@ -52,22 +55,34 @@ def throughput(workload, points, finn: bool, worker_counts: list[int]) -> list[d
     return rows
 
 
-def main_command() -> dict:
-    """Wall time of the default `brevitas-minifloat dse` from an empty output folder."""
-    exe = Path(sys.executable).with_name("brevitas-minifloat")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "brevitas_minifloat.cli"]
-    out = Path(tempfile.mkdtemp(prefix="bench_dse_cli_"))
+def main_command(keep: Path | None = None) -> dict:
+    """Wall time of the default `brevitas-minifloat dse` from an empty output folder (``keep``: that
+    folder, kept afterwards, e.g. to seed the cache of scripts/dse_tables.py; default: a temporary one)."""
+    cmd = [sys.executable, "-m", "brevitas_minifloat.cli"]
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise SystemExit(f"--cli-out {keep} is not empty: the timing needs an empty output folder")
+    out = keep or Path(tempfile.mkdtemp(prefix="bench_dse_cli_"))
     try:
         load_before = os.getloadavg()[0]
+        cpu_before = _children_cpu()
         t = time.perf_counter()
         proc = subprocess.run(cmd + ["dse", "--out", str(out), "--quiet"], capture_output=True, text=True)
         seconds = time.perf_counter() - t
+        cpu = _children_cpu() - cpu_before
         if proc.returncode != 0:
             raise SystemExit(f"brevitas-minifloat dse failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-        summary = (out / "summary.txt").read_text().splitlines()
+        summary = (out / "default" / "summary.txt").read_text().splitlines()  # the preset's report folder
     finally:
-        shutil.rmtree(out, ignore_errors=True)
-    return {"seconds": seconds, "load_before": load_before, "load_after": os.getloadavg()[0], "summary": summary}
+        if keep is None:
+            shutil.rmtree(out, ignore_errors=True)
+    return {"seconds": seconds, "load_before": load_before, "load_after": os.getloadavg()[0], "summary": summary,
+            "date": str(datetime.date.today()), "cpu_seconds": cpu}
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes (the command and its workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def report(points, finn: bool, rows: list[dict], cli: dict | None) -> str:
@@ -84,6 +99,8 @@ def report(points, finn: bool, rows: list[dict], cli: dict | None) -> str:
         "| workers | seconds | points/min | jobs | ok | speed-up | load before / after |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    if not rows:
+        lines.append("| - | not measured | | | | | |")
     for r in rows:
         lines.append(f"| {r['workers']} | {r['seconds']:.1f} | {r['ppm']:.1f} | {r['jobs']} | {r['ok']} "
                      f"| {rows[0]['seconds'] / r['seconds']:.2f} | {r['load_before']:.1f} / {r['load_after']:.1f} |")
@@ -93,9 +110,13 @@ def report(points, finn: bool, rows: list[dict], cli: dict | None) -> str:
             "",
             "## `brevitas-minifloat dse` (the embedded default, what `make dse` runs after setup)",
             "",
-            f"From an empty output folder (trains the float model, 41 points, FINN estimates, report): "
+            f"From an empty output folder ({cli['summary'][1].split(',')[0]}, FINN estimates, calibration spread "
+            "of the frontier, report): "
             f"**{cli['seconds'] / 60:.1f} minutes** wall ({verdict} the 10-minute target), load average "
-            f"{cli['load_before']:.1f} before / {cli['load_after']:.1f} after. Its summary:",
+            f"{cli['load_before']:.1f} before / {cli['load_after']:.1f} after"
+            + (f"; it used {cli['cpu_seconds'] / 60:.1f} CPU-minutes (user + system, its worker processes "
+               f"included), i.e. {cli['cpu_seconds'] / 120:.1f} minutes on 2 otherwise idle cores if the CPU "
+               "work stayed the same" if cli.get("cpu_seconds") else "") + ". Its summary:",
             "",
             "```",
             *cli["summary"],
@@ -108,18 +129,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-finn", action="store_true", help="accuracy jobs only")
     ap.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
-    ap.add_argument("--model-dir", default="out/dse", help="where the trained float model is cached")
     ap.add_argument("--no-cli", action="store_true", help="skip timing the main command")
+    ap.add_argument("--cli-out", type=Path, help="run the main command into this empty folder and keep it")
+    ap.add_argument("--state", type=Path, default=Path("out/bench_dse.json"),
+                    help="the measurements, so a later run of one part keeps the other's (default out/bench_dse.json)")
     ap.add_argument("--write-doc", nargs="?", const=str(ROOT / "docs" / "dse_benchmark.md"), default=None,
                     help="write the results as markdown (default docs/dse_benchmark.md)")
     args = ap.parse_args()
-    workload, _ = default_workload(args.model_dir)
+    workload, _ = default_workload()
     points = SPACE.points()
     finn = not args.no_finn
     print(f"sweep: {len(points)} points, FINN estimates {'on' if finn else 'off'}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    rows = throughput(workload, points, finn, [int(w) for w in args.workers.split(",")])
-    cli = None if args.no_cli else main_command()
+    # each part can run alone (`--workers ''` or `--no-cli`); the other part's last measurement is
+    # kept in --state so the page always shows both (each with its own load averages)
+    prev = json.loads(args.state.read_text()) if args.state.is_file() else {}
+    counts = [int(w) for w in args.workers.split(",") if w.strip()]
+    rows = throughput(workload, points, finn, counts) if counts else prev.get("rows", [])
+    cli = prev.get("cli") if args.no_cli else main_command(args.cli_out)
+    args.state.parent.mkdir(parents=True, exist_ok=True)
+    args.state.write_text(json.dumps({"rows": rows, "cli": cli}, indent=1))
     text = report(points, finn, rows, cli)
     print(text)
     if args.write_doc:

@@ -1,6 +1,6 @@
 """``brevitas-minifloat``: the design-space exploration and the pipeline's steps from the shell.
 
-    brevitas-minifloat dse                      # embedded CNN on MNIST digits -> report in out/dse/default
+    brevitas-minifloat dse                      # embedded CNN on Fashion-MNIST -> report in out/dse/default
     brevitas-minifloat dse --space tiny --no-finn
     brevitas-minifloat export MODEL -o model.onnx --w-format E2M3 --a-format E3M2
     brevitas-minifloat build model.onnx -o out/build --target-fps 10000
@@ -135,13 +135,13 @@ def _model_for_export(args):
     return model, inputs, inputs_text
 
 
-def _lowering_refusal(exported) -> str | None:
-    """Why our lowering (and so `build`) refuses the exported model, or None."""
+def _lowering_refusal(exported, mapping: str) -> str | None:
+    """Why our lowering with ``mapping`` (and so `build --mapping`) refuses the exported model, or None."""
     from finn_transforms.steps import lower_minifloat
     from finn_transforms.transformation import LoweringError
 
     try:
-        lower_minifloat(exported)
+        lower_minifloat(exported, mapping=mapping)
     except LoweringError as err:
         return str(err)
     return None
@@ -149,8 +149,9 @@ def _lowering_refusal(exported) -> str | None:
 
 # ----------------------------------------------------------------------------------------- dse
 #: dse options that change what a sweep computes (the rest only change how it runs)
-_SWEEP_OPTIONS = ("model", "state_dict", "train_epochs", "epochs", "data", "data_root", "calibration_size",
-                  "eval_size", "no_finn", "target_fps", "mac_cost", "measured_mac", "mappings")
+_SWEEP_OPTIONS = ("model", "state_dict", "train_epochs", "workload", "epochs", "data", "data_root",
+                  "calibration_size", "calibration_seeds", "eval_size", "no_finn", "target_fps", "mac_cost",
+                  "measured_mac", "mappings")
 
 
 def _report_dir(args, parser_defaults: dict, space, base) -> tuple[Path, dict]:
@@ -167,7 +168,7 @@ def _report_dir(args, parser_defaults: dict, space, base) -> tuple[Path, dict]:
 def cmd_dse(args) -> int:
     from brevitas_minifloat.dse import Workload, default_workload, preset, run_dse
     from brevitas_minifloat.dse.report import summary
-    from brevitas_minifloat.dse.workload import DEFAULT_MODEL, is_trained
+    from brevitas_minifloat.dse.workload import TINY_MODEL, is_trained
 
     out = Path(args.out)
     base = preset(args.space)
@@ -203,27 +204,37 @@ def cmd_dse(args) -> int:
         finn = False
     report_dir, sweep = _report_dir(args, build_parser().parse_args(["dse"]).__dict__, space, base)
 
-    _, (xte, _) = _load_data(args.data, args.data_root)  # fail early with install instructions
+    # the embedded workload: the shipped Fashion-MNIST CNN, or the tiny digits CNN (--space tiny)
+    embedded = args.workload or ("tiny" if args.space == "tiny" else "default")
+    data = args.data or ("fashion-mnist" if embedded == "default" and args.model is None else "mnist-5k")
+    _, (xte, _) = _load_data(data, args.data_root)  # fail early with install instructions
     t0 = time.perf_counter()
     if args.model is None:
-        path = out / "float_model.pt"
-        verb = "loading" if is_trained(DEFAULT_MODEL, args.data, path, epochs=args.epochs) else "training"
-        print(f"{verb} the embedded workload (digits_cnn on {args.data}, {args.epochs} epochs; {path})", flush=True)
-        workload, meta = default_workload(out, dataset=args.data, epochs=args.epochs, data_root=args.data_root)
+        if embedded == "default" and data == "fashion-mnist":
+            print("loading the embedded workload (fashion_cnv on fashion-mnist, shipped weights)", flush=True)
+        else:
+            path = out / "float_model.pt"
+            verb = "loading" if is_trained(TINY_MODEL, data, path, epochs=args.epochs) else "training"
+            print(f"{verb} the embedded workload (digits_cnn on {data}, {args.epochs} epochs; {path})", flush=True)
+        try:
+            workload, meta = default_workload(out, preset=embedded, dataset=data, epochs=args.epochs,
+                                              data_root=args.data_root)
+        except (OSError, ValueError) as err:  # missing or corrupt shipped weights
+            raise CliError(str(err)) from None
         print(f"  float accuracy {100 * meta['accuracy']:.1f}% ({meta.get('seconds', 0):.0f} s when trained)")
     else:
         _check_input(_load_model(args.model, args.state_dict, "--model"), xte, args.model,
-                     f"inputs from --data {args.data}")
-        workload = Workload(model=args.model, weights=args.state_dict, dataset=args.data, data_root=args.data_root,
+                     f"inputs from --data {data}")
+        workload = Workload(model=args.model, weights=args.state_dict, dataset=data, data_root=args.data_root,
                             name=args.model)
         if args.train_epochs:
             from brevitas_minifloat.dse.workload import train_float_model
 
             path = out / "float_model.pt"
-            verb = "loading" if is_trained(args.model, args.data, path, epochs=args.train_epochs) else "training"
-            print(f"{verb} {args.model} on {args.data} ({args.train_epochs} epochs; {path})", flush=True)
-            train_float_model(args.model, args.data, path, epochs=args.train_epochs, data_root=args.data_root)
-            workload = Workload(model=args.model, weights=str(path), dataset=args.data, data_root=args.data_root,
+            verb = "loading" if is_trained(args.model, data, path, epochs=args.train_epochs) else "training"
+            print(f"{verb} {args.model} on {data} ({args.train_epochs} epochs; {path})", flush=True)
+            train_float_model(args.model, data, path, epochs=args.train_epochs, data_root=args.data_root)
+            workload = Workload(model=args.model, weights=str(path), dataset=data, data_root=args.data_root,
                                 name=args.model)
     workload = Workload(**{**workload.to_dict(), "calibration_size": args.calibration_size,
                            "eval_size": args.eval_size})
@@ -243,7 +254,7 @@ def cmd_dse(args) -> int:
         result = run_dse(workload, space, report_dir, executor=executor, workers=args.workers, finn=finn,
                          target_fps=args.target_fps, progress=not args.quiet, recompute=args.recompute,
                          keep_builds=args.keep_builds, cache_dir=out / "cache",
-                         mappings=args.mappings, **kwargs)
+                         mappings=args.mappings, calibration_seeds=args.calibration_seeds, **kwargs)
     finally:
         if cleanup is not None:
             cleanup()
@@ -287,8 +298,8 @@ def cmd_export(args) -> int:
         raise CliError(f"export refused: {err}", EXIT_FAILED) from None
     ops = sorted({n.op_type for n in exported.graph.node})
     print(f"wrote {args.output} ({len(exported.graph.node)} nodes: {', '.join(ops)})")
-    if reason := _lowering_refusal(exported):
-        print(f"warning: `{PROG} build` will refuse {args.output}: {reason}", file=sys.stderr)
+    if reason := _lowering_refusal(exported, args.mapping):
+        print(f"warning: `{PROG} build --mapping {args.mapping}` will refuse {args.output}: {reason}", file=sys.stderr)
     return 0
 
 
@@ -388,15 +399,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = parser("dse", help="design-space exploration: formats x PTQ techniques -> accuracy, FINN estimates",
                description="Sweep integer and minifloat formats and PTQ techniques; write CSV/JSON tables, "
-                           "the Pareto frontier and plots. Without --model: the embedded CNN on MNIST digits.")
+                           "the Pareto frontier and plots. Without --model: the embedded CNV-style CNN on "
+                           "Fashion-MNIST (shipped weights; --workload tiny: a CNN trained on MNIST digits).")
     d.add_argument("--model", help="model factory 'package.module:function' or checkpoint (default: embedded CNN)")
     d.add_argument("--state-dict", help="state_dict file for --model")
     d.add_argument("--train-epochs", type=types.non_negative_int, default=0,
                    help="train --model on --data first (0: use as is)")
-    d.add_argument("--epochs", type=types.positive_int, default=15, help="training epochs of the embedded CNN")
-    d.add_argument("--data", default="mnist-5k", choices=types.DATASETS, help="data set")
+    d.add_argument("--workload", choices=("default", "tiny"),
+                   help="embedded workload without --model: default = CNV-style CNN on Fashion-MNIST (shipped "
+                        "weights), tiny = digits CNN on MNIST-5k trained at first use (default: tiny with --space "
+                        "tiny, else default)")
+    d.add_argument("--epochs", type=types.positive_int, default=15, help="training epochs of the tiny embedded CNN")
+    d.add_argument("--data", default=None, choices=types.DATASETS,
+                   help="data set (default: the embedded workload's; mnist-5k with --model)")
     d.add_argument("--data-root", help="directory with the data set files (default: the installed copies)")
     d.add_argument("--calibration-size", type=types.positive_int, default=256, help="calibration batch size (one batch)")
+    d.add_argument("--calibration-seeds", type=types.positive_int, default=3,
+                   help="calibration samples the frontier points are quantized with, for their spread (1: off)")
     d.add_argument("--eval-size", type=types.positive_int, default=None, help="held-out images evaluated (default: all)")
     d.add_argument("--space", default="default", choices=types.SPACE_PRESETS, help="design-space preset")
     d.add_argument("--w-bits", type=types.bit_widths, help="weight bit widths, e.g. 4,6,8 (default: the preset's)")
@@ -440,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = parser("export", help="model (Brevitas, or float + --w-format for PTQ) -> QONNX")
     _add_model_args(e)
     e.add_argument("-o", "--output", default="model.onnx", help="QONNX file written")
+    _add_mapping_arg(e)  # export warns when `build` with this mapping would refuse the model
     e.set_defaults(func=cmd_export)
 
     b = parser("build", help="FINN estimates for a QONNX file (with the minifloat lowering step)")

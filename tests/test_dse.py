@@ -84,7 +84,7 @@ def test_space_enumerates_every_split():
     family = Space(weight_bits=(4,), act_bits=(6,), mixed_kinds=False, pairing="same_exponent")
     assert family.format_pairs() == [("INT4", "INT6"), ("E1M2", "E1M4"), ("E2M1", "E2M3"), ("E3M0", "E3M2")]
     assert len(Space(weight_bits=(5, 6), act_bits=(5, 6), bit_pairs="diagonal", kinds=("int",)).points()) == 2
-    assert len(preset("default").points()) == 41
+    assert len(preset("default").points()) == 32  # (INTn + E2 minifloat) x widths 3, 4, 6, 8 crossed, per kind
     assert formats_in(Space(weight_bits=(5,), act_bits=(5,), min_exponent=2, max_exponent=3)) == {"INT5", "E2M2", "E3M1"}
     with pytest.raises(ValueError, match="unknown PTQ technique"):
         Space(techniques=(("magic",),))
@@ -158,7 +158,7 @@ def test_sweep_records_refusals_writes_report_and_resumes(workload, tmp_path):
     finn = finn_available()
     points = [Point("INT4", "INT4"), Point("E2M1", "E4M3")]
     ex = CountingExecutor()
-    result = run_dse(workload, points, tmp_path, executor=ex, finn=finn, progress=False)
+    result = run_dse(workload, points, tmp_path, executor=ex, finn=finn, progress=False, calibration_seeds=1)
     assert sorted(ex.calls) == sorted(["float_accuracy_job", "accuracy_job", "accuracy_job"]
                                       + (["hardware_job"] * 3 if finn else []))
     assert 0.8 < result.fp32_accuracy <= 1
@@ -187,13 +187,13 @@ def test_sweep_records_refusals_writes_report_and_resumes(workload, tmp_path):
     assert cache_files and all(json.loads(f.read_text())["key"]["workload"] for f in cache_files)  # plain JSON
 
     again = CountingExecutor()
-    resumed = run_dse(workload, points, tmp_path, executor=again, finn=finn, progress=False)
+    resumed = run_dse(workload, points, tmp_path, executor=again, finn=finn, progress=False, calibration_seeds=1)
     assert again.calls == [] and resumed.stats["jobs_cached"] == len(ex.calls)
     assert [r["accuracy"] for r in resumed.rows] == [r["accuracy"] for r in result.rows]
 
     more = CountingExecutor()
     run_dse(workload, points + [Point("INT4", "INT4", ("bias_correction",))], tmp_path, executor=more, finn=finn,
-            progress=False)
+            progress=False, calibration_seeds=1)
     assert more.calls == ["accuracy_job"]  # same formats: the FINN estimate is shared
 
 
@@ -297,3 +297,45 @@ def test_measured_mac_without_yosys_is_recorded(workload, tmp_path, monkeypatch)
     assert row["yosys_mac_lut"] is None and row["accuracy"] is not None
     with pytest.raises(ValueError, match="measured_mac"):
         run_dse(workload, [Point("INT4", "INT4")], None, executor=InlineExecutor(), finn=False, measured_mac="fast")
+
+
+# ------------------------------------------------------------------------------- statistics
+def test_intervals_calibration_spread_and_frontier_marks(workload):
+    """Each row's accuracy equals an independent PTQ + evaluation of the same point (seed-0 calibration
+    sample); its Wilson interval brackets it; frontier points are re-quantized on 2 more calibration
+    samples (only they: 3 accuracy jobs each) and marked against their cheaper neighbour."""
+    from brevitas_minifloat.dse.stats import wilson_interval
+    from brevitas_minifloat.ptq import quantize
+    from brevitas_minifloat.training import accuracy
+
+    ex = CountingExecutor()
+    points = [Point("INT3", "INT3"), Point("INT4", "INT4"), Point("E2M1", "E2M1")]
+    result = run_dse(workload, points, None, executor=ex, finn=False, progress=False)
+    model, _, xte, yte = workload.load()
+    calib0, calib1 = workload.calibration_batch(0), workload.calibration_batch(1)
+    assert calib0.shape == calib1.shape == (128, 1, 28, 28) and not torch.equal(calib0, calib1)
+    n = len(xte)
+    for p, row in zip(points, result.rows):
+        q = quantize(model, calib0, weights=p.weights, activations=p.activations, techniques=())
+        assert row["accuracy"] == accuracy(q, xte, yte)
+        assert (row["acc_lo"], row["acc_hi"]) == wilson_interval(round(row["accuracy"] * n), n)
+    front = {r["point"] for r in result.frontier}
+    assert ex.calls.count("accuracy_job") == len(points) + 2 * len(front)
+    for row in result.rows:
+        if row["point"] in front:
+            accs = row["calib_accuracies"]
+            assert len(accs) == 3 and accs[0] == row["accuracy"] and row["calib_min"] == min(accs)
+        else:
+            assert row.get("calib_accuracies") is None and row["calib_min"] is None
+    assert result.frontier[0]["frontier_p"] is None
+    for prev, row in zip(result.frontier, result.frontier[1:]):
+        test = result.paired_test(prev, row)
+        assert row["frontier_p"] == round(test["p"], 5) and row["frontier_distinct"] == (test["p"] < 0.05)
+    # the float model is paired too: its correct count is its accuracy
+    fp = result.paired_test(None, result.rows[0])
+    assert fp["a_only"] - fp["b_only"] == round((result.fp32_accuracy - result.rows[0]["accuracy"]) * n)
+    every = run_dse(workload, points[:1], None, executor=InlineExecutor(), finn=False, progress=False,
+                    spread="all", calibration_seeds=2)
+    assert len(every.rows[0]["calib_accuracies"]) == 2
+    with pytest.raises(ValueError, match="spread"):
+        run_dse(workload, points, None, executor=InlineExecutor(), finn=False, spread="some")

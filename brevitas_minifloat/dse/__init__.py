@@ -2,7 +2,7 @@
 estimates and an analytic MAC cost; Pareto frontier, CSV/JSON tables and plots.
 
     from brevitas_minifloat.dse import default_workload, preset, run_dse
-    workload, _ = default_workload("out/dse")        # CNN trained on MNIST digits (cached)
+    workload, _ = default_workload()                 # CNV-style CNN on Fashion-MNIST (shipped weights)
     result = run_dse(workload, preset("default"), "out/dse", workers=2)
     print(result.frontier)
 
@@ -13,10 +13,11 @@ Jobs run on any ``concurrent.futures.Executor`` (default: a local process pool; 
 from brevitas_minifloat.dse.cost import MacCostFn, analytic_mac_cost, model_mac_cost
 from brevitas_minifloat.dse.runner import DSEResult, InlineExecutor, JsonCache, pareto_front, process_pool, run_dse
 from brevitas_minifloat.dse.space import PRESETS, TECHNIQUE_STUDY, Point, Space, preset, technique_label
+from brevitas_minifloat.dse.embedded import DEFAULT_MODEL, default_workload, fashion_cnv, shipped_weights
+from brevitas_minifloat.dse.stats import mcnemar_exact, wilson_interval
 from brevitas_minifloat.dse.workload import (
-    DEFAULT_MODEL,
+    TINY_MODEL,
     Workload,
-    default_workload,
     digits_cnn,
     digits_mlp,
     load_model,
@@ -33,16 +34,21 @@ __all__ = [
     "Point",
     "Space",
     "TECHNIQUE_STUDY",
+    "TINY_MODEL",
     "Workload",
     "analytic_mac_cost",
     "default_workload",
     "digits_cnn",
     "digits_mlp",
+    "fashion_cnv",
     "load_model",
+    "mcnemar_exact",
     "model_mac_cost",
     "pareto_front",
     "preset",
     "process_pool",
     "run_dse",
+    "shipped_weights",
     "technique_label",
+    "wilson_interval",
 ]

@@ -1,6 +1,7 @@
 """The DSE report folder: ``results.csv``/``results.json`` (every point), ``frontier.csv``,
-``accuracy_vs_lut.png`` (with the Pareto frontier) and ``heatmap.png`` (best accuracy per
-weight-bits x activation-bits, integer and minifloat side by side)."""
+``accuracy_vs_lut.png`` (95 % intervals, the Pareto frontier, its points not distinguishable from
+their cheaper neighbour hollow) and ``heatmap.png`` (best accuracy per weight-bits x
+activation-bits with its interval half-width, integer and minifloat side by side)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 CSV_COLUMNS = (
     "weights", "activations", "techniques", "mapping", "kind", "w_bits", "a_bits", "w_int_bits", "a_int_bits",
-    "status", "accuracy", "accuracy_drop", "output_mse", "ptq_s", "eval_s", "build_s",
+    "status", "accuracy", "acc_lo", "acc_hi", "calib_min", "calib_max", "frontier_p", "frontier_distinct",
+    "accuracy_drop", "output_mse", "ptq_s", "eval_s", "build_s",
     "hw_status", "finn_lut", "finn_bram18", "finn_dsp", "finn_max_cycles", "finn_fps",
     "mac_lut", "mac_lut_at_fps", "finn_mvau_lut", "yosys_status", "yosys_mac_lut", "yosys_lut_folded",
     "hw_reason",
@@ -32,10 +34,12 @@ def write_report(result, out: Path) -> None:
     doc = {
         "workload": result.workload,
         "fp32_accuracy": result.fp32_accuracy,
+        "fp32_interval": result.fp32_interval,
         "frontier_x": result.frontier_x,
         "stats": result.stats,
         "rows": result.rows,
-        "frontier": [{k: r[k] for k in ("weights", "activations", "techniques", "mapping")} for r in result.frontier],
+        "frontier": [{k: r.get(k) for k in ("weights", "activations", "techniques", "mapping", "frontier_p",
+                                            "frontier_distinct")} for r in result.frontier],
     }
     (out / "results.json").write_text(json.dumps(doc, indent=1))
     _write_csv(out / "results.csv", result.rows)
@@ -49,14 +53,21 @@ def _num(v, fmt="{:.0f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def _pct(r: dict, key: str) -> float | None:
+    return None if r.get(key) is None else 100 * r[key]
+
+
 def format_rows(rows: list[dict], fp32: float | None = None) -> str:
-    lines = [f"{'weights':<9}{'acts':<9}{'techniques':<28}{'acc %':>7}{'drop':>7}{'FINN LUT':>10}{'BRAM18':>8}"
-             f"{'cycles':>9}{'MAC LUT':>9}"]
+    """A fixed-width table: accuracy with its 95 % interval, the calibration-sample range where
+    measured, McNemar's p against the previous (cheaper) row where marked (``*``: distinguishable)."""
+    lines = [f"{'weights':<9}{'acts':<9}{'techniques':<28}{'acc %':>7}{'95% CI':>14}{'calib range':>14}"
+             f"{'p prev':>9}{'FINN LUT':>10}{'BRAM18':>8}{'cycles':>9}{'MAC LUT':>9}"]
     for r in rows:
-        acc = _num(None if r.get("accuracy") is None else 100 * r["accuracy"], "{:.1f}")
-        drop = _num(None if r.get("accuracy_drop") is None else 100 * r["accuracy_drop"], "{:+.1f}")
-        lines.append(f"{r['weights']:<9}{r['activations']:<9}{r['techniques']:<28}{acc:>7}{drop:>7}"
-                     f"{_num(r.get('finn_lut')):>10}{_num(r.get('finn_bram18')):>8}"
+        ci = "-" if r.get("acc_lo") is None else f"{_pct(r, 'acc_lo'):.1f}-{_pct(r, 'acc_hi'):.1f}"
+        calib = "-" if r.get("calib_min") is None else f"{_pct(r, 'calib_min'):.1f}-{_pct(r, 'calib_max'):.1f}"
+        p = "-" if r.get("frontier_p") is None else f"{r['frontier_p']:.3f}" + ("*" if r.get("frontier_distinct") else "")
+        lines.append(f"{r['weights']:<9}{r['activations']:<9}{r['techniques']:<28}{_num(_pct(r, 'accuracy'), '{:.1f}'):>7}"
+                     f"{ci:>14}{calib:>14}{p:>9}{_num(r.get('finn_lut')):>10}{_num(r.get('finn_bram18')):>8}"
                      f"{_num(r.get('finn_max_cycles')):>9}{_num(r.get('mac_lut'), '{:.1f}'):>9}")
     return "\n".join(lines)
 
@@ -68,15 +79,23 @@ def summary(result) -> str:
         s = r.get("hw_status") or "not built"
         by_status[s] = by_status.get(s, 0) + 1
     st = result.stats
+    ci = result.fp32_interval
     head = [
         f"workload: {result.workload.get('name')} ({result.workload.get('dataset')}, "
-        f"{st.get('eval_images')} held-out images); FP32 accuracy {100 * result.fp32_accuracy:.1f}%",
+        f"{st.get('eval_images')} held-out images); FP32 accuracy {100 * result.fp32_accuracy:.1f}%"
+        + (f" (95% CI {100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else ""),
         f"{st.get('points')} points, {st.get('jobs_run')} jobs run, {st.get('jobs_cached')} cached, "
         f"{st.get('seconds', 0):.0f} s; FINN status: "
         + ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())),
-        f"Pareto frontier (accuracy vs {result.frontier_x}):",
+        f"Pareto frontier (accuracy vs {result.frontier_x}); 95% CI: Wilson over the test images; calib range: "
+        f"accuracy over {st.get('calibration_seeds')} calibration samples; p prev: McNemar's exact test against "
+        f"the previous (cheaper) frontier point, * = distinguishable at {st.get('alpha', 0.05):g}:",
     ]
     return "\n".join(head) + "\n" + format_rows(result.frontier)
+
+
+def _ci(r: dict, key: str, default: float) -> float:
+    return default if r.get(key) is None else 100 * r[key]
 
 
 def plot_accuracy_vs_cost(result, path: Path) -> None:
@@ -96,14 +115,21 @@ def plot_accuracy_vs_cost(result, path: Path) -> None:
             pts = [r for r in result.rows if r["kind"] == kind and r.get(x) and r.get("accuracy") is not None]
             if pts:
                 shown += len(pts)
-                ax.scatter([r[x] for r in pts], [100 * r["accuracy"] for r in pts], s=18, alpha=0.6,
-                           color=color, marker=marker, label=f"{kind} ({len(pts)})")
+                ys = [100 * r["accuracy"] for r in pts]
+                err = [[y - _ci(r, "acc_lo", y) for r, y in zip(pts, ys)], [_ci(r, "acc_hi", y) - y for r, y in zip(pts, ys)]]
+                ax.errorbar([r[x] for r in pts], ys, yerr=err, fmt=marker, ms=4, alpha=0.6, color=color,
+                            elinewidth=0.8, capsize=1.5, label=f"{kind} ({len(pts)}; bars: 95% CI)")
         front = pareto_front(result.rows, x=x)
         if front:
             xs = [r[x] for r in front]
             ys = [100 * r["accuracy"] for r in front]
-            ax.plot(xs, ys, drawstyle="steps-post", color="k", lw=1.2, marker="o", mfc="none", ms=8,
-                    label="Pareto frontier")
+            ax.plot(xs, ys, drawstyle="steps-post", color="k", lw=1.2, label="Pareto frontier")
+            same = [r.get("frontier_distinct") is False for r in front] if x == result.frontier_x else [False] * len(front)
+            ax.scatter([v for v, s in zip(xs, same) if not s], [v for v, s in zip(ys, same) if not s], s=70,
+                       facecolors="none", edgecolors="k", lw=1.2)
+            if any(same):
+                ax.scatter([v for v, s in zip(xs, same) if s], [v for v, s in zip(ys, same) if s], s=70, marker="x",
+                           color="k", lw=1.2, label="frontier, not distinguishable from its cheaper neighbour")
             for r in front[-6:]:
                 ax.annotate(f"{r['weights']}/{r['activations']}", (r[x], 100 * r["accuracy"]), fontsize=7,
                             xytext=(3, -9), textcoords="offset points")
@@ -116,7 +142,7 @@ def plot_accuracy_vs_cost(result, path: Path) -> None:
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy %")
-        accs = [100 * r["accuracy"] for r in result.rows if r.get("accuracy") is not None and r.get(x)]
+        accs = [_ci(r, "acc_lo", 100 * r["accuracy"]) for r in result.rows if r.get("accuracy") is not None and r.get(x)]
         if accs:
             lo = max(min(accs), 100 * result.fp32_accuracy - 25)
             ax.set_ylim(lo - 1, 100 * result.fp32_accuracy + 1.5)
@@ -146,24 +172,27 @@ def plot_heatmap(result, path: Path) -> None:
     for ax, kind in zip(axes[0], kinds):
         grid = np.full((len(wb), len(ab)), np.nan)
         names = [["" for _ in ab] for _ in wb]
+        halves = [["" for _ in ab] for _ in wb]
         for i, w in enumerate(wb):
             for j, a in enumerate(ab):
                 best = result.best(kind=kind, w_bits=w, a_bits=a)
                 if best is not None:
                     grid[i, j] = 100 * best["accuracy"]
                     names[i][j] = f"{best['weights']}\n{best['activations']}" if kind != "int" else ""
+                    if best.get("acc_lo") is not None:
+                        halves[i][j] = f"±{50 * (best['acc_hi'] - best['acc_lo']):.1f}"
         im = ax.imshow(grid, origin="lower", cmap="viridis", vmin=vmin, vmax=100 * result.fp32_accuracy)
         for i in range(len(wb)):
             for j in range(len(ab)):
                 if not math.isnan(grid[i, j]):
                     color = "white" if grid[i, j] < vmin + 0.4 * (100 * result.fp32_accuracy - vmin) else "black"
-                    ax.text(j, i, f"{grid[i, j]:.1f}" + (f"\n{names[i][j]}" if names[i][j] else ""),
+                    ax.text(j, i, f"{grid[i, j]:.1f}{halves[i][j]}" + (f"\n{names[i][j]}" if names[i][j] else ""),
                             ha="center", va="center", fontsize=6.5, color=color)
         ax.set_xticks(range(len(ab)), [str(a) for a in ab])
         ax.set_yticks(range(len(wb)), [str(w) for w in wb])
         ax.set_xlabel("activation bits")
         ax.set_ylabel("weight bits")
-        ax.set_title(f"best {kind} accuracy %", fontsize=9)
+        ax.set_title(f"best {kind} accuracy % (± half the 95% CI)", fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

