@@ -3,7 +3,7 @@
 - ``OrdinalDecode`` (host / lowered graphs): ordinal -> embedded integer of the format; with the
   optional constant scale, the exact product ``k * scale`` (the ``Mul`` it absorbed, exactly; the
   op's numpy execution rounds that product to float32).
-- ``MinifloatMVAU`` (HW graphs): the contract of `finn_transforms.native.spec` (inputs and weight
+- ``MVAU_minifloat`` (HW graphs): the contract of `finn_transforms.native.spec` (inputs and weight
   codes through the spec's embedding tables), dot products by `exact_matmul`, the accumulator checked
   against ``accDataType``.
 """
@@ -35,7 +35,7 @@ def _ordinal_decode(ins, ctx):
     return [k]
 
 
-@register_hw_op("MinifloatMVAU")
+@register_hw_op("MVAU_minifloat")
 def _minifloat_mvau(ins, ctx):
     import finn_transforms.native.hw_op  # noqa: F401  (registers the op class with qonnx)
 
