@@ -335,11 +335,16 @@ def cmd_verify(args) -> int:
     from finn_transforms.transformation import LoweringError
     from finn_transforms.verify import verify
 
+    if args.rtl:
+        from finn_transforms.native.sim import layer_simulator_missing
+
+        if reason := layer_simulator_missing():
+            raise CliError(f"--rtl simulates native layers with Icarus Verilog: {reason}")
     model, inputs, source = _model_for_export(args)
     print(f"comparison inputs: {len(inputs)} {source}", flush=True)
     try:
         report = verify(model, inputs, args.output, build=not args.no_build, raise_on_mismatch=False,
-                        mapping=args.mapping)
+                        mapping=args.mapping, rtl=args.rtl)
     except (LoweringError, ExportRefused, ValueError) as err:  # ValueError: e.g. NaN/Inf inputs
         raise CliError(f"cannot verify: {err}", EXIT_FAILED) from None
     except FinnBuildError as err:
@@ -479,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(v)
     v.add_argument("-o", "--output", default="out/verify", help="folder of the exported and lowered graphs")
     v.add_argument("--no-build", action="store_true", help="stop after the lowered graph (no FINN)")
+    v.add_argument("--rtl", action="store_true",
+                   help="add the rtl stage: native layers simulated as their generated Verilog (Icarus)")
     _add_mapping_arg(v)
     v.set_defaults(func=cmd_verify)
     return ap
@@ -492,6 +499,8 @@ def _check_combinations(args) -> None:
             parser.error(f"argument --scheduler: {args.scheduler!r} needs --executor dask")
         if args.model is None and (args.state_dict or args.train_epochs):
             parser.error("arguments --state-dict / --train-epochs need --model")
+    if args.command == "verify" and args.rtl and args.no_build:
+        parser.error("argument --rtl: the rtl stage simulates the FINN build's native layers; drop --no-build")
     for name in ("state_dict", "data_root", "folding_config"):
         value = getattr(args, name, None)
         if value is not None and not os.path.exists(value):

@@ -124,3 +124,15 @@ def test_verify_refuses_nan_inputs(mlp_checkpoint, tmp_path, capsys, monkeypatch
                      "--no-build", "--samples", "2", "-o", str(tmp_path / "verify")])
     assert code == cli.EXIT_FAILED
     assert "NaN/Inf" in capsys.readouterr().err
+
+
+@pytest.mark.needs_finn
+@pytest.mark.needs_simulator
+def test_verify_rtl_stage(mlp_checkpoint, tmp_path, capsys):
+    """``verify --rtl``: native layers simulated as RTL inside the chain, reported as the rtl stage."""
+    code = cli.main(["verify", mlp_checkpoint, "--w-format", "E2M1", "--a-format", "E2M1", "--techniques", "none",
+                     "--mapping", "native", "--rtl", "--samples", "2", "-o", str(tmp_path / "verify")])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    rtl = [line for line in text.splitlines() if line.startswith("rtl")]
+    assert len(rtl) == 1 and " 0 / 20 " in " ".join(rtl[0].split()) + " " and rtl[0].split()[-1] == "exact", text

@@ -48,6 +48,7 @@ def _cases(d: Path):
                                     ["--state-dict", "nope.pt"]),
         "ONNX file given to verify": (["verify", str(d / "model.onnx"), "--no-build"], 2,
                                       ["MODEL", "model.onnx", "ONNX file", "build"]),
+        "verify --rtl without a build": (["verify", MLP, "--rtl", "--no-build"], 2, ["--rtl", "--no-build"]),
         "unknown model factory": (["export", "nosuchpkg.nets:fn", "--w-format", "E2M1"], 2,
                                   ["MODEL", "nosuchpkg.nets:fn", "No module named"]),
         # E4M3 activations need 491,520 thresholds as integers and cannot feed INT4 layers as ordinals
