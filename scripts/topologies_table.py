@@ -122,6 +122,8 @@ def render(rows: list[dict], args, elapsed_s: float) -> str:
         "| topology | input | format | result | LUT | BRAM18 | DSP | cycles | fps | verify | build s | wall s |",
         "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
+    order = {label: i for i, label in enumerate(f.label for f in FORMATS)}
+    rows = sorted(rows, key=lambda r: (list(TOPOLOGIES).index(r["key"]), order.get(r["format"], len(order))))
     for r in rows:
         shape = "x".join(str(d) for d in r["input_shape"][1:])
         if r["status"] == "refused":
@@ -132,6 +134,10 @@ def render(rows: list[dict], args, elapsed_s: float) -> str:
             f"{_num(r['bram_18k'])} | {_num(r['dsp'])} | {_num(r['max_cycles'])} | {_num(r['fps'])} | {r['verify']} | "
             f"{r['build_s']} | {r['wall_s']} |"
         )
+    done = {(r["key"], r["format"]) for r in rows}
+    missing = [f"{TOPOLOGIES[k][0]} / {f.label}" for k in TOPOLOGIES for f in FORMATS if (k, f.label) not in done]
+    if missing:
+        lines += ["", "Not run in this run (no result, not a refusal): " + "; ".join(missing) + "."]
     lines += ["", "## Reading the table", ""]
     lines += NOTES
     return "\n".join(lines) + "\n"
@@ -148,7 +154,8 @@ NOTES = [
     "- Refusals name the node and the limit: with `mapping=\"embedding\"` a minifloat activation format whose",
     "  integer embedding needs more thresholds per channel than `max_thresholds` (E4M3: 491,520) or weights wider",
     "  than `max_weight_bits`; the default `mapping=\"auto\"` builds those layers as native minifloat layers",
-    "  (`MinifloatMVAU`, docs/design.md, Native minifloat layers).",
+    "  (`MinifloatMVAU`, docs/design.md, Native minifloat layers) where it can: layers it cannot make native",
+    "  (e.g. depthwise convolutions) keep the embedding and are refused when it is too wide.",
     "- Integer formats: FINN converts integer `Quant` activations itself (`ConvertQONNXtoFINN`), with thresholds",
     "  at the half-steps that round ties up where Brevitas rounds half to even, so an output whose input lies",
     "  exactly on a tie can differ by one step (\"mismatch\" in the verify column; an upstream behaviour, see",
