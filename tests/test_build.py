@@ -481,7 +481,7 @@ def test_splice_steps_one_rule_for_step_names_and_finn_functions():
         ours,
         CHECK_STEP,
         "step_qonnx_to_finn",
-        "finn_transforms.topology.step_streamline",
+        "finn_transforms.steps.step_streamline",  # topology-aware and exact
         "finn_transforms.steps.step_minimize_bit_width",
         "finn_transforms.steps.step_minimize_bit_width_initial",
     ]
