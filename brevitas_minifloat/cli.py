@@ -135,13 +135,13 @@ def _model_for_export(args):
     return model, inputs, inputs_text
 
 
-def _lowering_refusal(exported) -> str | None:
-    """Why our lowering (and so `build`) refuses the exported model, or None."""
+def _lowering_refusal(exported, mapping: str) -> str | None:
+    """Why our lowering with ``mapping`` (and so `build --mapping`) refuses the exported model, or None."""
     from finn_transforms.steps import lower_minifloat
     from finn_transforms.transformation import LoweringError
 
     try:
-        lower_minifloat(exported)
+        lower_minifloat(exported, mapping=mapping)
     except LoweringError as err:
         return str(err)
     return None
@@ -298,8 +298,8 @@ def cmd_export(args) -> int:
         raise CliError(f"export refused: {err}", EXIT_FAILED) from None
     ops = sorted({n.op_type for n in exported.graph.node})
     print(f"wrote {args.output} ({len(exported.graph.node)} nodes: {', '.join(ops)})")
-    if reason := _lowering_refusal(exported):
-        print(f"warning: `{PROG} build` will refuse {args.output}: {reason}", file=sys.stderr)
+    if reason := _lowering_refusal(exported, args.mapping):
+        print(f"warning: `{PROG} build --mapping {args.mapping}` will refuse {args.output}: {reason}", file=sys.stderr)
     return 0
 
 
@@ -335,11 +335,16 @@ def cmd_verify(args) -> int:
     from finn_transforms.transformation import LoweringError
     from finn_transforms.verify import verify
 
+    if args.rtl:
+        from finn_transforms.native.sim import layer_simulator_missing
+
+        if reason := layer_simulator_missing():
+            raise CliError(f"--rtl simulates native layers with Icarus Verilog: {reason}")
     model, inputs, source = _model_for_export(args)
     print(f"comparison inputs: {len(inputs)} {source}", flush=True)
     try:
         report = verify(model, inputs, args.output, build=not args.no_build, raise_on_mismatch=False,
-                        mapping=args.mapping)
+                        mapping=args.mapping, rtl=args.rtl)
     except (LoweringError, ExportRefused) as err:
         raise CliError(f"cannot verify: {err}", EXIT_FAILED) from None
     except FinnBuildError as err:
@@ -459,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = parser("export", help="model (Brevitas, or float + --w-format for PTQ) -> QONNX")
     _add_model_args(e)
     e.add_argument("-o", "--output", default="model.onnx", help="QONNX file written")
+    _add_mapping_arg(e)  # export warns when `build` with this mapping would refuse the model
     e.set_defaults(func=cmd_export)
 
     b = parser("build", help="FINN estimates for a QONNX file (with the minifloat lowering step)")
@@ -478,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(v)
     v.add_argument("-o", "--output", default="out/verify", help="folder of the exported and lowered graphs")
     v.add_argument("--no-build", action="store_true", help="stop after the lowered graph (no FINN)")
+    v.add_argument("--rtl", action="store_true",
+                   help="add the rtl stage: native layers simulated as their generated Verilog (Icarus)")
     _add_mapping_arg(v)
     v.set_defaults(func=cmd_verify)
     return ap
@@ -491,6 +499,8 @@ def _check_combinations(args) -> None:
             parser.error(f"argument --scheduler: {args.scheduler!r} needs --executor dask")
         if args.model is None and (args.state_dict or args.train_epochs):
             parser.error("arguments --state-dict / --train-epochs need --model")
+    if args.command == "verify" and args.rtl and args.no_build:
+        parser.error("argument --rtl: the rtl stage simulates the FINN build's native layers; drop --no-build")
     for name in ("state_dict", "data_root", "folding_config"):
         value = getattr(args, name, None)
         if value is not None and not os.path.exists(value):

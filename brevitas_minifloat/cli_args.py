@@ -68,34 +68,28 @@ def bit_widths(text: str) -> tuple[int, ...]:
     return values
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, kind: type, minimum: float, strict: bool) -> int | float:
+    """``text`` as ``kind`` (int or float) that is > ``minimum`` (``strict``) or >= it, and finite."""
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        value = None
+    if value is None or not (value > minimum if strict else value >= minimum) or value == float("inf"):
+        bound = f"{'>' if strict else '>='} {minimum:g}"
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'} {bound}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, 0, strict=True)
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _number(text, int, 0, strict=False)
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return _number(text, float, 0.0, strict=True)
 
 
 def number_format(text: str) -> str:

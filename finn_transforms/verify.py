@@ -58,6 +58,7 @@ class VerifyReport:
     output_dir: Path
     estimates: object | None = None  # finn_transforms.build.EstimateReport of the build
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    rtl_cycles: dict[str, tuple[int, int]] = field(default_factory=dict)  # native layer: (simulated, NF*SF)
 
     @property
     def ok(self) -> bool:
@@ -126,6 +127,7 @@ def verify(
     float_rtol: float = 1e-5,
     max_mismatch_fraction: float = 0.0,
     raise_on_mismatch: bool = True,
+    rtl: bool = False,
     **build_kwargs,
 ) -> VerifyReport:
     """Export, lower, build and compare every stage with torch on ``inputs`` (a batch).
@@ -133,7 +135,9 @@ def verify(
     ``build=False`` stops after the lowered graph (no FINN build). ``build_kwargs`` go to
     `finn_transforms.build.build_estimates` (e.g. ``fpga_part``, ``folding_config``). Raises
     ``mapping`` / ``max_acc_bits``: which minifloat layers become native layers and their accumulator
-    limit (`finn_transforms.native.mapping`). Raises
+    limit (`finn_transforms.native.mapping`). ``rtl=True`` adds the ``rtl`` stage: the HW graph with
+    every native layer simulated as RTL (`finn_transforms.native.rtl_exec`; needs Icarus Verilog),
+    its simulated cycles per layer in ``report.rtl_cycles``. Raises
     `VerificationError` (with the report) when a stage disagrees on more than
     ``max_mismatch_fraction`` of the outputs (default: on any), unless ``raise_on_mismatch=False``.
     The model is evaluated in eval mode; its parameters are not changed.
@@ -164,6 +168,7 @@ def verify(
         "lowered": _run_per_sample(_onnx_runner(lowered), x),
     }
     estimates = None
+    rtl_cycles: dict[str, tuple[int, int]] = {}
     if build:
         from finn_transforms.build import build_estimates
         from finn_transforms.hw_exec import execute_build
@@ -183,8 +188,19 @@ def verify(
 
         outputs["streamlined"] = _run_per_sample(stage_runner(STREAMLINE_STEP), x)
         outputs["hw"] = _run_per_sample(stage_runner(None), x)
+        if rtl:
+            from finn_transforms.native.rtl_exec import execute_build_rtl
+
+            def rtl_runner(xs):
+                run = execute_build_rtl(build_dir, xs)
+                for name, (simulated, expected) in run.cycles.items():
+                    before = rtl_cycles.get(name, (0, 0))
+                    rtl_cycles[name] = (before[0] + simulated, before[1] + expected)
+                return next(iter(run.outputs.values()))
+
+            outputs["rtl"] = _run_per_sample(rtl_runner, x)
     stages = [_compare(name, got, reference, quantum, float_rtol) for name, got in outputs.items()]
-    report = VerifyReport(stages, quantum, out, estimates, {"torch": reference, **outputs})
+    report = VerifyReport(stages, quantum, out, estimates, {"torch": reference, **outputs}, rtl_cycles)
     bad_stages = [s for s in stages if s.mismatches > max_mismatch_fraction * s.total]
     if raise_on_mismatch and bad_stages:
         bad = ", ".join(f"{s.stage} ({s.mismatches}/{s.total})" for s in bad_stages)

@@ -123,19 +123,22 @@ print("MVAU LUTs:", [r.lut for r in mvau], " bottleneck:", report.estimates.bott
 
 # %% [markdown]
 # ## In your own FINN build
-# Insert our step before `step_qonnx_to_finn` in any FINN build config (as a string or callable):
-#
-# ```python
-# from finn.builder.build_dataflow_config import DataflowBuildConfig, default_build_dataflow_steps
-# from finn_transforms.steps import minifloat_estimate_steps, make_step_lower_minifloat
-# steps = minifloat_estimate_steps(default_build_dataflow_steps)   # inserts "finn_transforms.steps.step_lower_minifloat"
-# cfg = DataflowBuildConfig(steps=steps, ...)
-# ```
-#
-# `make_step_lower_minifloat(max_weight_bits=..., max_thresholds=...)` sets the limits beyond which
-# a layer is refused (with an error naming the node) instead of silently producing a huge design.
+# Insert our step before `step_qonnx_to_finn` in any FINN build config (`minifloat_estimate_steps`
+# does it, as the string `"finn_transforms.steps.step_lower_minifloat"`), and run FINN's builder inside
+# `finn_transforms.finn_session()`: FINN+'s global settings, a build directory and Vivado-free builder
+# imports, all undone on exit. `make_step_lower_minifloat(max_weight_bits=..., max_thresholds=...)`
+# sets the limits beyond which a layer is refused (with an error naming the node).
 
 # %%
+import finn_transforms  # noqa: E402
 from finn_transforms.steps import minifloat_estimate_steps  # noqa: E402
 
-print([s if isinstance(s, str) else s.__name__ for s in minifloat_estimate_steps()][:4])
+with finn_transforms.finn_session():
+    from finn.builder.build_dataflow import build_dataflow_cfg
+    from finn.builder.build_dataflow_config import DataflowBuildConfig, DataflowOutputType
+
+    cfg = DataflowBuildConfig(output_dir="out/nb3_own_build", synth_clk_period_ns=10.0,
+                              fpga_part="xczu3eg-sbva484-1-e", steps=minifloat_estimate_steps(),
+                              generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS])
+    build_dataflow_cfg("out/nb3_cnn.onnx", cfg)
+print(finn_transforms.EstimateReport.from_build_dir("out/nb3_own_build").summary())

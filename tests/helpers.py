@@ -77,3 +77,34 @@ def mvau_attrs(report: Any) -> dict[str, dict[str, Any]]:
             inst = getCustomOp(n)
             out[n.name] = {k: inst.get_nodeattr(k) for k in ("inputDataType", "weightDataType", "binaryXnorMode", "MW")}
     return out
+
+
+def mixed_model():
+    """E4M3 weights/activations into an INT4 layer: native and FINN's own MVAU in one model."""
+    import brevitas.nn as qnn
+    import torch
+
+    from brevitas_minifloat.zoo import calibrate, parse_spec
+
+    e4m3, int4 = parse_spec("E4M3"), parse_spec("INT4")
+    model = torch.nn.Sequential(
+        qnn.QuantIdentity(act_quant=e4m3.act_quant(power_of_two=True)),
+        qnn.QuantLinear(16, 8, bias=False, weight_quant=e4m3.weight_quant(power_of_two=True)),
+        qnn.QuantReLU(act_quant=int4.act_quant(unsigned=True, power_of_two=True)),
+        qnn.QuantLinear(8, 4, bias=False, weight_quant=int4.weight_quant(power_of_two=True)),
+        qnn.QuantIdentity(act_quant=e4m3.act_quant(power_of_two=True)),
+    )
+    model.input_shape = (1, 16)
+    torch.manual_seed(5)
+    return calibrate(model)
+
+
+def cnv_e4m3(channels, image_size):
+    """The CNV-shaped CNN with E4M3 weights, activations and input, power-of-two scales, calibrated."""
+    import torch
+
+    from brevitas_minifloat import zoo
+
+    torch.manual_seed(0)
+    model = zoo.cnv_cnn("E4M3", "E4M3", channels=channels, image_size=image_size, input_bits_or_fmt="E4M3", power_of_two=True)
+    return zoo.calibrate(model)

@@ -137,6 +137,10 @@ print(op.minifloat_format.name)
             "brevitas_minifloat.qonnx_contract.fold_transpose:FoldTransposeIntoMinifloatWeights",
         ),
         ("brevitas_minifloat.export.syq_handlers:syq_codebook", "brevitas_minifloat.qonnx_contract.syq_nodes:syq_codebook"),
+        ("brevitas_minifloat.dse.cost:analytic_mac_cost", "brevitas_minifloat.hw.analytic:analytic_mac_cost"),
+        ("brevitas_minifloat.dse.measured:folded_mac_lut", "brevitas_minifloat.hw.folded:folded_mac_lut"),
+        ("brevitas_minifloat.hw.operands:IntegerFormat", "brevitas_minifloat.numformat:IntegerFormat"),
+        ("finn_transforms.synth:simulate_thresholding", "finn_transforms.synth.simulation:simulate_thresholding"),
     ],
 )
 def test_old_import_paths_are_aliases(old, new):

@@ -108,3 +108,15 @@ def test_export_build_verify(mlp_checkpoint, tmp_path, capsys):
     text = capsys.readouterr().out
     assert code == 0, text
     assert "comparison inputs: 4 test images of mnist-5k" in text
+
+
+@pytest.mark.needs_finn
+@pytest.mark.needs_simulator
+def test_verify_rtl_stage(mlp_checkpoint, tmp_path, capsys):
+    """``verify --rtl``: native layers simulated as RTL inside the chain, reported as the rtl stage."""
+    code = cli.main(["verify", mlp_checkpoint, "--w-format", "E2M1", "--a-format", "E2M1", "--techniques", "none",
+                     "--mapping", "native", "--rtl", "--samples", "2", "-o", str(tmp_path / "verify")])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    rtl = [line for line in text.splitlines() if line.startswith("rtl")]
+    assert len(rtl) == 1 and rtl[0].split()[-3:] == ["0", "/", "20"], text  # no mismatch of 2 x 10 outputs

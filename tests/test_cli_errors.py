@@ -48,6 +48,7 @@ def _cases(d: Path):
                                     ["--state-dict", "nope.pt"]),
         "ONNX file given to verify": (["verify", str(d / "model.onnx"), "--no-build"], 2,
                                       ["MODEL", "model.onnx", "ONNX file", "build"]),
+        "verify --rtl without a build": (["verify", MLP, "--rtl", "--no-build"], 2, ["--rtl", "--no-build"]),
         "unknown model factory": (["export", "nosuchpkg.nets:fn", "--w-format", "E2M1"], 2,
                                   ["MODEL", "nosuchpkg.nets:fn", "No module named"]),
         # E4M3 activations need 491,520 thresholds as integers and cannot feed INT4 layers as ordinals
@@ -171,7 +172,8 @@ def test_model_from_the_current_directory_and_no_warnings(tmp_path):
     # the only stderr line: our warning that `build` refuses E4M3 activations before INT4 layers (no
     # third-party warnings)
     (line,) = p.stderr.strip().splitlines()
-    assert line.startswith("warning: `brevitas-minifloat build` will refuse m.onnx") and "thresholds" in line
+    assert line.startswith("warning: `brevitas-minifloat build --mapping auto` will refuse m.onnx"), line
+    assert "thresholds" in line
     verbose = _run(["export", "mypkg.nets:mlp", "--w-format", "E2M1", "--techniques", "none", "-o", "m.onnx",
                     "--verbose"], tmp_path)
     assert verbose.returncode == 0 and "fast_hadamard_transform" in verbose.stderr
@@ -193,3 +195,13 @@ def test_report_folder_per_sweep():
     assert folder("--space", "tiny", "--no-finn").name.startswith("tiny-")
     assert folder("--space", "tiny", "--no-finn") != folder("--space", "tiny", "--no-finn", "--w-bits", "4,8")
     assert folder("--space", "tiny", "--workers", "1", "--quiet") == Path("out/dse/tiny")  # how, not what
+
+
+def test_export_warns_when_the_chosen_mapping_cannot_build(tmp_path, capsys):
+    argv = ["export", MLP, "--w-format", "E2M1", "--a-format", "E4M3", "--techniques", "none", "-o",
+            str(tmp_path / "m.onnx")]
+    assert cli.main(argv) == 0  # auto: E4M3 activations before E2M1 layers build as native layers
+    assert capsys.readouterr().err == ""
+    assert cli.main(argv + ["--mapping", "embedding"]) == 0
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("warning: `brevitas-minifloat build --mapping embedding` will refuse") and "4096" in line

@@ -25,7 +25,7 @@ from brevitas_minifloat.dse import (
     run_dse,
     train_float_model,
 )
-from brevitas_minifloat.dse.measured import folded_mac_lut, mean_lut_per_mac
+from brevitas_minifloat.hw.folded import folded_mac_lut, mean_lut_per_mac
 from tests.helpers import finn_available
 
 MLP = "brevitas_minifloat.dse.workload:digits_mlp"

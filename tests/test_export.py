@@ -189,3 +189,18 @@ def test_layers_sharing_a_deduplicated_scale_export_exactly(tmp_path):
     from finn_transforms.steps import lower_minifloat
 
     np.testing.assert_array_equal(_run(lower_minifloat(exported), x.numpy()), model(x).detach().numpy())
+
+
+def test_export_declares_our_domain_only_when_used(tmp_path):
+    """torch prints a C++ warning for a declared but unused custom domain (see docs/design.md)."""
+    from brevitas_minifloat.export.ops import OUR_DOMAIN
+
+    def domains(act: str) -> set[str]:
+        model = torch.nn.Sequential(qnn.QuantIdentity(act_quant=minifloat_act_quant(act)),
+                                    qnn.QuantLinear(8, 4, bias=False, weight_quant=minifloat_weight_quant("E2M1")))
+        model(torch.randn(16, 8))
+        exported = export_qonnx(model.eval(), torch.randn(1, 8), tmp_path / f"{act}.onnx")
+        return {o.domain for o in exported.model.opset_import}
+
+    assert OUR_DOMAIN not in domains("E2M1")  # FloatQuant only
+    assert OUR_DOMAIN in domains("E2M1_U")  # unsigned: our MinifloatQuant

@@ -29,6 +29,7 @@ from finn_transforms.native.ordinal import nonnegative_part, ordinal_thresholds
 from finn_transforms.native.spec import ordinal_embedded
 from finn_transforms.steps import lower_minifloat
 from finn_transforms.transformation import LoweringError
+from tests.helpers import cnv_e4m3, mixed_model
 from tests import oracle
 from tests.strategies import interesting_values
 
@@ -286,25 +287,6 @@ def test_accumulator_limit_is_refused_naming_the_layer(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ verify
-def mixed_model():
-    """E4M3 weights/activations into an INT4 layer: native and FINN's own MVAU in one model."""
-    import brevitas.nn as qnn
-
-    from brevitas_minifloat.zoo import calibrate, parse_spec
-
-    e4m3, int4 = parse_spec("E4M3"), parse_spec("INT4")
-    model = torch.nn.Sequential(
-        qnn.QuantIdentity(act_quant=e4m3.act_quant(power_of_two=True)),
-        qnn.QuantLinear(16, 8, bias=False, weight_quant=e4m3.weight_quant(power_of_two=True)),
-        qnn.QuantReLU(act_quant=int4.act_quant(unsigned=True, power_of_two=True)),
-        qnn.QuantLinear(8, 4, bias=False, weight_quant=int4.weight_quant(power_of_two=True)),
-        qnn.QuantIdentity(act_quant=e4m3.act_quant(power_of_two=True)),
-    )
-    model.input_shape = (1, 16)
-    torch.manual_seed(5)
-    return calibrate(model)
-
-
 @needs_finn
 @pytest.mark.parametrize("mapping", ["auto", "native"])
 def test_verify_mixed_native_and_integer_model(tmp_path, mapping):
@@ -314,14 +296,6 @@ def test_verify_mixed_native_and_integer_model(tmp_path, mapping):
     assert report.ok and [s.stage for s in report.stages] == ["qonnx", "lowered", "streamlined", "hw"]
     ops = {layer.op_type for layer in report.estimates.layers}
     assert {"MVAU_minifloat_rtl", "MVAU_rtl"} <= ops or {"MVAU_minifloat_rtl", "MVAU_hls"} <= ops
-
-
-def cnv_e4m3(channels, image_size):
-    from brevitas_minifloat import zoo
-
-    torch.manual_seed(0)
-    model = zoo.cnv_cnn("E4M3", "E4M3", channels=channels, image_size=image_size, input_bits_or_fmt="E4M3", power_of_two=True)
-    return zoo.calibrate(model)
 
 
 @needs_finn

@@ -343,3 +343,54 @@ def test_missing_simulator_names_the_install_command(monkeypatch):
     with pytest.raises(RuntimeError, match="apt-get install verilator"):
         sim.simulate_layer(NativeMvauRtl(spec, np.zeros((2, 2), dtype=int)), np.zeros((1, 2), dtype=int),
                            simulator="verilator")
+
+
+# ------------------------------------------------------------------------------ verify's rtl stage
+@pytest.mark.needs_finn
+@pytest.mark.needs_simulator
+def test_verify_rtl_stage_on_a_mixed_native_and_integer_model(tmp_path):
+    """The native layer runs as RTL inside the chain (FINN's own MVAU beside it in Python) and the
+    stage agrees with torch; its cycles are FINN's NF * SF per vector plus the pipeline latency."""
+    import torch
+
+    from finn_transforms.verify import verify
+    from tests.helpers import mixed_model
+
+    batch = 6
+    report = verify(mixed_model(), torch.randn(batch, 16) * 3, tmp_path, mapping="native", rtl=True)
+    assert report.ok and [s.stage for s in report.stages][-2:] == ["hw", "rtl"]
+    assert len(report.rtl_cycles) == 1
+    ((simulated, expected),) = report.rtl_cycles.values()
+    assert expected > 0 and simulated == expected + batch * (PIPELINE + 1)  # one vector per sample
+
+
+@pytest.mark.needs_finn
+@pytest.mark.needs_simulator
+def test_verify_rtl_stage_on_a_cnv_shaped_e4m3_cnn(tmp_path):
+    """E4M3 weights and activations, no overrides: every convolution and the classifier run as RTL."""
+    import torch
+
+    from finn_transforms.verify import verify
+    from tests.helpers import cnv_e4m3
+
+    report = verify(cnv_e4m3((4, 8), 12), torch.randn(2, 1, 12, 12), tmp_path, mapping="native", rtl=True)
+    assert report.ok and "rtl" in [s.stage for s in report.stages]
+    assert len(report.rtl_cycles) == 3
+    for simulated, expected in report.rtl_cycles.values():
+        assert expected <= simulated <= expected + 2 * (PIPELINE + 1)
+
+
+@pytest.mark.needs_finn
+@pytest.mark.needs_simulator
+def test_rtl_stage_catches_a_wrong_layer(tmp_path, monkeypatch):
+    """Not vacuous: a native layer whose RTL computes something else makes the rtl stage disagree."""
+    import torch
+
+    from finn_transforms.native import rtl as rtl_module
+    from finn_transforms.verify import VerificationError, verify
+    from tests.helpers import mixed_model
+
+    original = rtl_module.NativeMvauRtl.rom_words
+    monkeypatch.setattr(rtl_module.NativeMvauRtl, "rom_words", lambda self, pe: [w ^ 1 for w in original(self, pe)])
+    with pytest.raises(VerificationError, match="rtl"):
+        verify(mixed_model(), torch.randn(4, 16) * 3, tmp_path, mapping="native", rtl=True)

@@ -10,7 +10,7 @@ Jobs run on any ``concurrent.futures.Executor`` (default: a local process pool; 
 ``distributed.Client(...).get_executor()`` for a Dask cluster); finished points are cached as JSON.
 """
 
-from brevitas_minifloat.dse.cost import MacCostFn, analytic_mac_cost, model_mac_cost
+from brevitas_minifloat.hw.analytic import MacCostFn, analytic_mac_cost, model_mac_cost
 from brevitas_minifloat.dse.runner import DSEResult, InlineExecutor, JsonCache, pareto_front, process_pool, run_dse
 from brevitas_minifloat.dse.space import PRESETS, TECHNIQUE_STUDY, Point, Space, preset, technique_label
 from brevitas_minifloat.dse.embedded import DEFAULT_MODEL, default_workload, fashion_cnv, shipped_weights

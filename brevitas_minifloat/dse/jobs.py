@@ -184,9 +184,9 @@ def hardware_job(workload: dict, weights: str, activations: str, options: dict |
 @_exclusive
 def measured_mac_job(workload: dict, weights: str, activations: str, options: dict | None = None) -> dict:
     """Yosys-synthesized MAC unit per compute layer of the workload quantized to
-    ``weights``/``activations`` (`brevitas_minifloat.dse.measured`); ``options["arch"]``: ``"shift"``
+    ``weights``/``activations`` (`brevitas_minifloat.hw.folded`); ``options["arch"]``: ``"shift"``
     (default) or ``"decode"``. Missing Yosys and synthesis failures come back as ``status``."""
-    from brevitas_minifloat.dse.measured import synthesize_layer_units
+    from brevitas_minifloat.hw.folded import synthesize_layer_units
     from brevitas_minifloat.hw.cost import yosys_missing
     from brevitas_minifloat.ptq import quantize
 

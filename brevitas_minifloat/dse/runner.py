@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brevitas_minifloat.dse import jobs
-from brevitas_minifloat.dse.cost import MacCostFn, analytic_mac_cost, model_mac_cost
-from brevitas_minifloat.dse.measured import folded_mac_lut, mean_lut_per_mac
+from brevitas_minifloat.hw.analytic import MacCostFn, analytic_mac_cost, model_mac_cost
+from brevitas_minifloat.hw.folded import folded_mac_lut, mean_lut_per_mac
 from brevitas_minifloat.dse.space import Point, Space, kind_of, technique_label
 from brevitas_minifloat.dse.stats import wilson_interval
 from brevitas_minifloat.dse.workload import Workload
@@ -318,7 +318,7 @@ def run_dse(
     Yosys-measured ``brevitas_minifloat.hw.cost.mac_cost``, which the parent process would call
     serially). ``measured_mac="shift"`` or ``"decode"`` (the MAC architecture, see
     `brevitas_minifloat.hw.rtl`) adds the measured columns as parallel jobs per format pair
-    (`brevitas_minifloat.dse.measured`; needs ``yosys``): ``yosys_mac_lut`` (LUTs per MAC,
+    (`brevitas_minifloat.hw.folded`; needs ``yosys``): ``yosys_mac_lut`` (LUTs per MAC,
     MAC-weighted over the layers) and ``yosys_lut_folded`` (LUTs per MAC x PE*SIMD of each MVAU
     of FINN's folding, summed), beside ``finn_mvau_lut``, FINN's estimate for the same MVAUs.
 

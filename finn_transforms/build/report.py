@@ -28,6 +28,8 @@ from typing import Any
 
 import onnx
 
+from finn_transforms.build.corrections import layer_corrections
+from finn_transforms.build.parts import part_capacity
 from finn_transforms.finn_defaults import is_hw_node
 
 __all__ = ["FINN_REPORTS", "OUR_REPORT", "EstimateReport", "LayerEstimate", "read_json", "write_json"]
@@ -61,6 +63,12 @@ class LayerEstimate:
     pe: int | None = None
     simd: int | None = None
     mw: int | None = None  # fan-in (MW) of an MVAU, None for other layers
+    #: Our corrections of FINN's numbers where its models miss or over-count threshold memory
+    #: (`finn_transforms.build.corrections`); None: FINN's number stands.
+    lut_corrected: float | None = None
+    bram_18k_corrected: float | None = None
+    uram_corrected: float | None = None
+    correction: str | None = None  # the formula, with this layer's numbers
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,14 @@ class EstimateReport:
     build_time_s: float | None = None
     #: Known issues of FINN's estimates that apply to this build.
     notes: tuple[str, ...] = ()
+    #: Totals with our per-layer corrections (equal to FINN's totals when no layer needs one).
+    total_lut_corrected: float | None = None
+    total_bram_18k_corrected: float | None = None
+    total_uram_corrected: float | None = None
+    #: Capacity of ``fpga_part`` (`finn_transforms.build.parts`), None when the part is not in our table.
+    capacity: dict[str, Any] | None = None
+    #: Resources the design needs beyond the part's capacity, e.g. ``"LUT 201133 > 70560 (285%)"``.
+    exceeds: tuple[str, ...] = ()
 
     @property
     def total_cycles(self) -> int:
@@ -118,16 +134,31 @@ class EstimateReport:
         return out
 
     def summary(self) -> str:
-        lines = [f"{'layer':<34}{'LUT':>10}{'BRAM18':>8}{'URAM':>6}{'DSP':>6}{'cycles':>10}"]
+        corrected = any(r.correction for r in self.layers)
+        extra = f"{'LUT*':>10}{'BRAM18*':>9}" if corrected else ""
+        lines = [f"{'layer':<34}{'LUT':>10}{'BRAM18':>8}{'URAM':>6}{'DSP':>6}{'cycles':>10}{extra}"]
         for r in self.layers:
             cycles = "" if r.cycles is None else str(r.cycles)
+            fixed = ""
+            if corrected:
+                fixed = (f"{r.lut_corrected:>10g}{r.bram_18k_corrected:>9g}" if r.correction
+                         else f"{'':>10}{'':>9}")
             lines.append(
-                f"{r.name:<34}{r.lut:>10g}{r.bram_18k:>8g}{r.uram:>6g}{r.dsp:>6g}{cycles:>10}"
+                f"{r.name:<34}{r.lut:>10g}{r.bram_18k:>8g}{r.uram:>6g}{r.dsp:>6g}{cycles:>10}{fixed}"
             )
+        total_fixed = f"{self.total_lut_corrected:>10g}{self.total_bram_18k_corrected:>9g}" if corrected else ""
         lines.append(
             f"{'total':<34}{self.total_lut:>10g}{self.total_bram_18k:>8g}{self.total_uram:>6g}"
-            f"{self.total_dsp:>6g}{self.total_cycles:>10}"
+            f"{self.total_dsp:>6g}{self.total_cycles:>10}{total_fixed}"
         )
+        if corrected:
+            lines.append("* corrected (FINN's own number where blank):")
+            lines.extend(f"  {r.name}: {r.correction}" for r in self.layers if r.correction)
+        if self.capacity is not None:
+            cap = self.capacity
+            fits = ("DOES NOT FIT: " + ", ".join(self.exceeds)) if self.exceeds else "fits"
+            lines.append(f"{self.fpga_part} ({cap['boards']}): {cap['lut']} LUT, {cap['bram_18k']} BRAM18, "
+                         f"{cap['uram']} URAM, {cap['dsp']} DSP; this design {fits}")
         if self.throughput_fps is not None:
             lines.append(
                 f"throughput {self.throughput_fps:.1f} fps (bottleneck {self.bottleneck_layer}, "
@@ -161,12 +192,15 @@ class EstimateReport:
         parent = parent if parent.is_file() else None
         node_info = _node_info(hw_graph)
 
+        fpga_part = ours.get("fpga_part")
+        fixes = layer_corrections(hw_graph, fpga_part)
         layers = []
         for name, res in resources.items():
             if name == "total":
                 continue
             op_type, pe, simd, mw = node_info.get(name, (re.sub(r"_\d+$", "", name), None, None, None))
             layer_cycles = cycles.get(name)
+            fix = fixes.get(name)
             layers.append(
                 LayerEstimate(
                     name=name,
@@ -179,6 +213,8 @@ class EstimateReport:
                     pe=pe,
                     simd=simd,
                     mw=mw,
+                    **({} if fix is None else {"lut_corrected": fix.lut, "bram_18k_corrected": fix.bram_18k,
+                                               "uram_corrected": fix.uram, "correction": fix.reason}),
                 )
             )
         total = resources.get("total") or {}
@@ -201,19 +237,30 @@ class EstimateReport:
             )
         clock_ns = ours.get("clock_ns")
         latency_cycles = perf.get("critical_path_cycles")
+        totals = {attr: _total(key, attr) for key, attr in
+                  (("LUT", "lut"), ("BRAM_18K", "bram_18k"), ("URAM", "uram"), ("DSP", "dsp"))}
+        fixed = {attr: totals[attr] + sum(getattr(r, f"{attr}_corrected") - getattr(r, attr)
+                                          for r in layers if r.correction)
+                 for attr in ("lut", "bram_18k", "uram")}
+        capacity, exceeds = _capacity_check(fpga_part, totals, fixed)
         return cls(
             layers=tuple(layers),
-            total_lut=_total("LUT", "lut"),
-            total_bram_18k=_total("BRAM_18K", "bram_18k"),
-            total_uram=_total("URAM", "uram"),
-            total_dsp=_total("DSP", "dsp"),
+            total_lut=totals["lut"],
+            total_bram_18k=totals["bram_18k"],
+            total_uram=totals["uram"],
+            total_dsp=totals["dsp"],
+            total_lut_corrected=fixed["lut"],
+            total_bram_18k_corrected=fixed["bram_18k"],
+            total_uram_corrected=fixed["uram"],
+            capacity=capacity,
+            exceeds=exceeds,
             max_cycles=None if perf.get("max_cycles") is None else int(perf["max_cycles"]),
             bottleneck_layer=perf.get("max_cycles_node_name"),
             latency_cycles=None if latency_cycles is None else int(latency_cycles),
             latency_ns=perf.get("estimated_latency_ns"),
             throughput_fps=perf.get("estimated_throughput_fps"),
             clock_ns=clock_ns,
-            fpga_part=ours.get("fpga_part"),
+            fpga_part=fpga_part,
             output_dir=out,
             hw_graph_path=hw_graph,
             parent_graph_path=parent,
@@ -223,6 +270,25 @@ class EstimateReport:
             build_time_s=ours.get("build_time_s"),
             notes=tuple(notes),
         )
+
+
+def _capacity_check(fpga_part: str | None, raw: dict[str, float], fixed: dict[str, float]
+                    ) -> tuple[dict | None, tuple[str, ...]]:
+    """The part's capacity (as a dict) and every resource FINN's estimate or our corrected one puts
+    beyond it, e.g. ``"LUT 201133 > 70560 (285%; corrected 9153: fits)"``."""
+    cap = part_capacity(fpga_part)
+    if cap is None:
+        return None, ()
+    over = []
+    for attr, label in (("lut", "LUT"), ("bram_18k", "BRAM18"), ("uram", "URAM"), ("dsp", "DSP")):
+        have, need, need_fixed = getattr(cap, attr), raw[attr], fixed.get(attr, raw[attr])
+        if max(need, need_fixed) <= have:
+            continue
+        text = f"{label} {need:g} {'>' if need > have else '<='} {have} ({100 * need / have:.0f}%"
+        if need_fixed != need:
+            text += f"; corrected {need_fixed:g}: {'over' if need_fixed > have else 'fits'}"
+        over.append(text + ")")
+    return dataclasses.asdict(cap), tuple(over)
 
 
 def _final_graph_path(out: Path, step_names: Sequence[str]) -> Path | None:

@@ -41,7 +41,7 @@ from finn_transforms.native.spec import NativeMvauSpec, ordinal_embedded, refere
 from finn.custom_op.fpgadataflow.matrixvectoractivation import MVAU
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 
-__all__ = ["MVAU_minifloat", "MVAU_minifloat_rtl", "accumulator_range"]
+__all__ = ["MVAU_minifloat", "MVAU_minifloat_rtl", "accumulator_range", "store_output"]
 
 _FLOAT32_EXACT = 2**24
 
@@ -63,6 +63,13 @@ def accumulator_range(spec: NativeMvauSpec, weight_codes: np.ndarray) -> tuple[i
     low = np.minimum(a, b).sum(axis=1)
     high = np.maximum(a, b).sum(axis=1)
     return int(min(low.flat, default=0)), int(max(high.flat, default=0))
+
+
+def store_output(context: dict, node, y: np.ndarray) -> None:
+    """Put exact dot products ``y`` (Python ints) into the execution context: float32 when float32
+    holds them all exactly, else float64 (module docstring)."""
+    container = np.float32 if max((abs(int(v)) for v in y.flat), default=0) <= _FLOAT32_EXACT else np.float64
+    context[node.output[0]] = y.astype(container).reshape(context[node.output[0]].shape)
 
 
 class MVAU_minifloat(MVAU):  # noqa: N801 - qonnx names the op type after the class
@@ -99,9 +106,7 @@ class MVAU_minifloat(MVAU):  # noqa: N801 - qonnx names the op type after the cl
         spec = self.spec()
         x = np.asarray(context[node.input[0]]).reshape(-1, spec.mw)
         codes = np.asarray(context[node.input[1]]).T.astype(np.int64)
-        y = reference_mvau(spec, codes, x.astype(np.int64))
-        container = np.float32 if max((abs(int(v)) for v in y.flat), default=0) <= _FLOAT32_EXACT else np.float64
-        context[node.output[0]] = y.astype(container).reshape(context[node.output[0]].shape)
+        store_output(context, node, reference_mvau(spec, codes, x.astype(np.int64)))
 
     def minimize_weight_bit_width(self, model, datatype_only=False):
         """Weights are codes of a fixed width: nothing to minimize."""

@@ -9,9 +9,11 @@ expected ``batch * NF * SF``.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import tempfile
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +31,7 @@ class RtlRun:
     outputs: np.ndarray
     cycles: int
     expected_cycles: int
-    seconds: float  # wall time of the simulator itself (compile excluded)
+    seconds: float  # wall time of the simulator itself (compile excluded; compiled once per process)
 
     @property
     def cycles_per_second(self) -> float:
@@ -87,18 +89,45 @@ endmodule
 """
 
 
-def _icarus(top: str) -> tuple[list[str], list[str]]:
-    return ["iverilog", "-g2005", "-s", "tb", "-o", "sim.vvp", "tb.v", f"{top}.v"], ["vvp", "-n", "sim.vvp"]
+def _icarus(top: str) -> list[str]:
+    return ["iverilog", "-g2005", "-s", "tb", "-o", "sim.vvp", "tb.v", f"{top}.v"]
 
 
-def _verilator(top: str) -> tuple[list[str], list[str]]:
+def _verilator(top: str) -> list[str]:
     """Verilator 5 compiles the same delay-based testbench (``--timing``) into a C++ binary: seconds
     to build, then one to two orders of magnitude faster than Icarus on large layers."""
-    return (["verilator", "--binary", "--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-j", "1",
-             "--top-module", "tb", "-o", "sim", "tb.v", f"{top}.v"], ["obj_dir/sim"])
+    return ["verilator", "--binary", "--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-j", "1",
+            "--top-module", "tb", "-o", "sim", "tb.v", f"{top}.v"]
 
 
 _COMMANDS = {"icarus": _icarus, "verilator": _verilator}
+_RUN = {"icarus": lambda d: ["vvp", "-n", str(d / "sim.vvp")], "verilator": lambda d: [str(d / "obj_dir" / "sim")]}
+_BUILDS: OrderedDict[str, tempfile.TemporaryDirectory] = OrderedDict()
+_MAX_BUILDS = 16
+
+
+def _build(rtl: NativeMvauRtl, testbench: str, simulator: str) -> Path:
+    """Directory of the compiled simulation of ``rtl`` + ``testbench``, compiled once per process:
+    the verify chain simulates the same layer for every sample (same shapes, same testbench)."""
+    key = hashlib.sha256("\0".join((simulator, rtl.top, rtl.verilog, testbench)).encode()).hexdigest()
+    if key in _BUILDS:
+        _BUILDS.move_to_end(key)
+        return Path(_BUILDS[key].name)
+    build = tempfile.TemporaryDirectory(prefix="native_build_")
+    d = Path(build.name)
+    rtl.write(d)
+    (d / "tb.v").write_text(testbench)
+    cmd = _COMMANDS[simulator](rtl.top)
+    comp = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
+    if comp.returncode:
+        build.cleanup()
+        raise RuntimeError(f"{cmd[0]} failed on {rtl.top}:\n{(comp.stdout + comp.stderr)[-3000:]}")
+    _BUILDS[key] = build
+    while len(_BUILDS) > _MAX_BUILDS:
+        _BUILDS.popitem(last=False)[1].cleanup()
+    return d
+
+
 _MISSING = {"icarus": simulator_missing, "verilator": lint_missing}
 
 
@@ -140,17 +169,12 @@ def simulate_layer(
     batch = x.shape[0]
     beats = [_pack(v[j * s.simd : (j + 1) * s.simd], s.input_bits) for v in x for j in range(s.input_beats)]
     n_out = batch * s.output_beats
+    build = _build(rtl, _testbench(rtl, len(beats), n_out, stall, seed), simulator)
     with tempfile.TemporaryDirectory(prefix="native_sim_", dir=workdir) as tmp:
         d = Path(tmp)
         (d / "in.hex").write_text("".join(f"{b:x}\n" for b in beats))
-        rtl.write(d)
-        (d / "tb.v").write_text(_testbench(rtl, len(beats), n_out, stall, seed))
-        compile_cmd, run_cmd = _COMMANDS[simulator](rtl.top)
-        comp = subprocess.run(compile_cmd, cwd=d, capture_output=True, text=True)
-        if comp.returncode:
-            raise RuntimeError(f"{compile_cmd[0]} failed on {rtl.top}:\n{(comp.stdout + comp.stderr)[-3000:]}")
         t0 = time.perf_counter()
-        run = subprocess.run(run_cmd, cwd=d, capture_output=True, text=True)
+        run = subprocess.run(_RUN[simulator](build), cwd=d, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
         if run.returncode:
             raise RuntimeError(f"{simulator} simulation failed on {rtl.top}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
