@@ -259,7 +259,7 @@ def main() -> None:
     al_lines, _ = width_claims(acts, "activations", "INT8")
     lines += al_lines
     lines += ["", "Equal widths (weights and activations, from the default sweep):", "",
-              "| bits | INT accuracy % [95% CI] | FINN LUT | E2 minifloat | accuracy % [95% CI] | FINN LUT "
+              "| bits | INT accuracy % [95% CI] | FINN LUT | E2 minifloat | accuracy % [95% CI] | FINN LUT (embedding) "
               "| minifloat - INT | McNemar p |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for bits in (3, 4, 6, 8):
         i = default.row(f"INT{bits}", f"INT{bits}", tuple(DEFAULT_TECHNIQUES))
@@ -293,8 +293,9 @@ def main() -> None:
         "",
         *cli_timing(args.cache / "default" / "results.json"),
         f"Job times measured inside the jobs (one torch thread each) for the default sweep: PTQ + evaluation "
-        f"{_sum(default.rows, 'ptq_s', 'eval_s'):.0f} s over {len(default.rows)} points, FINN estimate builds "
-        f"{_sum(_unique_hw(default.rows), 'build_s'):.0f} s over {len(_unique_hw(default.rows))} format pairs. "
+        f"{_sum(_unique(default.rows, 'techniques'), 'ptq_s', 'eval_s'):.0f} s over {default.stats.get('points')} points, "
+        f"FINN estimate builds {_sum(_unique(default.rows, 'mapping'), 'build_s'):.0f} s over "
+        f"{len(_unique(default.rows, 'mapping'))} builds (format pair x mapping). "
         f"Regenerating this page took {total_s / 60:.1f} minutes this time (cached points are reused) on a machine "
         "shared with other jobs. The wall time of `brevitas-minifloat dse` from an empty folder and the sweep "
         "throughput with 1 and 2 workers: [dse_benchmark.md](dse_benchmark.md) "
@@ -361,8 +362,9 @@ def default_section(default) -> list[str]:
         "",
         "## The default sweep (`brevitas-minifloat dse`)",
         "",
-        f"{len(default.rows)} points: weight and activation widths 3, 4, 6, 8 crossed; `INTn` and the E2 minifloat "
-        f"of each width; techniques `{DEFAULT}`. "
+        f"{default.stats.get('points')} points ({len(default.rows)} rows): weight and activation widths 3, 4, 6, 8 crossed; `INTn` and the E2 minifloat "
+        f"of each width; techniques `{DEFAULT}`; points with a minifloat are built with each mapping of "
+        f"{', '.join(default.stats.get('mappings') or ['embedding'])} (a row each). "
         + ", ".join(f"{v} `{k}`" for k, v in sorted(_status_counts(default.rows).items())) + " FINN builds.",
         "",
         "![accuracy vs LUT](dse_accuracy_vs_lut.png)",
@@ -372,12 +374,13 @@ def default_section(default) -> list[str]:
         f"Pareto frontier (accuracy vs {default.frontier_x}); *p prev*: McNemar's exact test against the previous "
         f"(cheaper) frontier point; *distinct*: p < {ALPHA} (otherwise the extra cost buys no detectable accuracy):",
         "",
-        "| weights | activations | accuracy % [95% CI] | calib | p prev | distinct | FINN LUT | BRAM18 | cycles |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| weights | activations | mapping | accuracy % [95% CI] | calib | p prev | distinct | FINN LUT | BRAM18 | cycles |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in default.frontier:
         distinct = "-" if r.get("frontier_distinct") is None else ("yes" if r["frontier_distinct"] else "no")
-        lines.append(f"| {r['weights']} | {r['activations']} | {acc_ci(r)} | {calib(r)} | {p_text(r.get('frontier_p'))} "
+        lines.append(f"| {r['weights']} | {r['activations']} | {r.get('mapping') or '-'} | {acc_ci(r)} | {calib(r)} "
+                     f"| {p_text(r.get('frontier_p'))} "
                      f"| {distinct} | {num(r.get('finn_lut'))} | {num(r.get('finn_bram18'))} | {num(r.get('finn_max_cycles'))} |")
     near = [r for r in default.rows if r.get("finn_lut") and r.get("accuracy") is not None
             and (default.paired_test(None, r) or {}).get("p", 0) >= ALPHA]
@@ -485,6 +488,16 @@ def _range(rows) -> str:
 
 def _sum(rows, *keys) -> float:
     return sum(r.get(k) or 0 for r in rows for k in keys)
+
+
+def _unique(rows, extra: str) -> list:
+    """The first row per (weights, activations, ``extra``)."""
+    seen, out = set(), []
+    for r in rows:
+        if (r["weights"], r["activations"], r.get(extra)) not in seen:
+            seen.add((r["weights"], r["activations"], r.get(extra)))
+            out.append(r)
+    return out
 
 
 def _unique_hw(rows) -> list:
