@@ -59,8 +59,8 @@ for name in ["E2M1", "E2M3", "E3M2", "E4M3"]:
 # %% [markdown]
 # ## A small CNN with minifloat weights and activations
 # Power-of-two scales keep torch's own float arithmetic exact, so every stage can be compared bit
-# for bit (with float scales torch's float32 matmuls round, and `verify` reports how often that flips
-# a quantizer).
+# for bit (with float scales torch's float32 matmuls round; `verify` then shows which outputs that
+# flips, each explained by a pre-activation near a boundary, while the exact stages still match).
 
 # %%
 def cnn():
@@ -102,8 +102,11 @@ for node in lowered.get_nodes_by_op_type("Conv") + lowered.get_nodes_by_op_type(
 
 # %% [markdown]
 # ## The exactness chain
-# `verify` exports, lowers, runs FINN's estimate-only build and compares torch, QONNX, the lowered
-# graph, FINN's streamlined graph and the FINN HW layers (executed in Python) on the same inputs.
+# `verify` exports, lowers, runs FINN's estimate-only build and compares every stage with the exact
+# reference (the QONNX model in integers and rationals): the lowered graph, FINN's streamlined graph
+# and the FINN HW layers (executed exactly) must match every output; torch and QONNX (float32) may
+# differ only where float32 rounding near a quantizer boundary explains it; `hw_float32` (FINN's own
+# float32 execution) is shown for information.
 
 # %%
 report = verify(model, xte[:4 if FAST else 16], "out/nb3_verify")
