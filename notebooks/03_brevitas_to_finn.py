@@ -44,7 +44,8 @@ os.makedirs("out", exist_ok=True)
 # %% [markdown]
 # ## The integer embedding and the thresholds
 # For E2M1 at scale 1 the embedded integers run from -12 to 12: 24 thresholds per channel. The
-# threshold count grows with `2^E`, which is why E4M3 *activations* (491,520 thresholds) are refused.
+# threshold count grows with `2^E`, which is why the embedding refuses E4M3 *activations* (491,520
+# thresholds); native layers (last section) take them with 254.
 
 # %%
 f = MinifloatFormat.parse("E2M1")
@@ -123,6 +124,43 @@ print(report.summary())
 print(report.estimates.summary())
 mvau = [r for r in report.estimates.layers if r.op_type.startswith("MVAU")]
 print("MVAU LUTs:", [r.lut for r in mvau], " bottleneck:", report.estimates.bottleneck_layer)
+
+# %% [markdown]
+# ## FP8 end to end: native minifloat layers
+# The embedding refuses E4M3 (INT19 weights, 491,520 thresholds per channel). Native layers keep
+# the format's own width instead: an activation quantizer becomes a `MultiThreshold` over the 254
+# *distinct* thresholds whose output is the value's ordinal (8 bits), and the next MatMul/Conv a
+# `MVAU_minifloat` HW layer that stores the E4M3 weight codes and accumulates exactly. The default
+# `mapping="auto"` picks them wherever the embedding would be refused, so nothing needs overriding.
+
+# %%
+def fp8_cnn():
+    w = lambda: minifloat_weight_quant("E4M3", power_of_two=True)  # noqa: E731
+    a = lambda fmt: minifloat_act_quant(fmt, power_of_two=True)  # noqa: E731
+    return torch.nn.Sequential(
+        qnn.QuantIdentity(act_quant=a("E4M3")),
+        qnn.QuantConv2d(1, 8, 3, bias=False, weight_quant=w()),
+        torch.nn.BatchNorm2d(8),
+        qnn.QuantReLU(act_quant=a("E4M3_U")),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        qnn.QuantLinear(8 * 13 * 13, 10, bias=False, weight_quant=w()),
+        qnn.QuantIdentity(act_quant=a("E4M3")),
+    )
+
+
+fp8 = fp8_cnn()
+train_classifier(fp8, xtr[:n], ytr[:n], epochs=1 if FAST else 3)
+print(f"E4M3 test accuracy: {accuracy(fp8, xte, yte):.3f}")
+fp8_report = verify(fp8, xte[:4 if FAST else 16], "out/nb3_fp8")
+print(fp8_report.summary())
+print(fp8_report.estimates.summary())
+
+# %%
+fp8_lowered = lower_minifloat(export_qonnx(fp8, xte[:1], "out/nb3_fp8.onnx"))
+print("lowered:", [n.op_type for n in fp8_lowered.graph.node])
+thresholds = fp8_lowered.get_initializer(fp8_lowered.get_nodes_by_op_type("MultiThreshold")[0].input[1])
+print("input quantizer thresholds per channel:", thresholds.shape[1])
 
 # %% [markdown]
 # ## In your own FINN build
