@@ -344,3 +344,33 @@ def test_build_estimates_mapping_reaches_the_lowering_step(tmp_path):
     assert sum(layer.op_type == "MVAU_minifloat_rtl" for layer in native.layers) == 2
     with pytest.raises(ValueError, match="mapping must be one of"):
         build_estimates(model, tmp_path / "bad", mapping="fp8")
+
+
+def float_quant_act(saturation: int, max_val: float) -> ModelWrapper:
+    """x -> FloatQuant(E4M3) -> y, as an external QONNX file could hold it."""
+    from onnx import TensorProto
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.util.basic import qonnx_make_model
+
+    node = helper.make_node(
+        "FloatQuant", ["x", "s", "e", "m", "b", "mx"], ["y"], domain="qonnx.custom_op.general", name="q_act",
+        has_inf=0, has_nan=0, has_subnormal=1, rounding_mode="ROUND", saturation=saturation,
+    )
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = ModelWrapper(qonnx_make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    for name, value in (("s", 1.0), ("e", 4.0), ("m", 3.0), ("b", 7.0), ("mx", max_val)):
+        model.set_initializer(name, np.asarray(value, dtype=np.float32))
+    return model.transform(InferShapes())
+
+
+@pytest.mark.parametrize("mapping", ["native", "auto"])
+def test_native_mapping_keeps_refusing_what_has_no_exact_mapping(mapping):
+    with pytest.raises(LoweringError, match="q_act.*non-saturating"):
+        lower_minifloat(float_quant_act(saturation=0, max_val=480.0), mapping=mapping)
+    with pytest.raises(LoweringError, match="q_act.*max_val 500.0.*matches no special-value convention"):
+        lower_minifloat(float_quant_act(saturation=1, max_val=500.0), mapping=mapping)
+    low = lower_minifloat(float_quant_act(saturation=1, max_val=480.0), mapping=mapping)
+    assert op_types(low) == ["MultiThreshold", "OrdinalDecode", "Mul"]
