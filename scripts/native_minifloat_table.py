@@ -20,6 +20,7 @@ import argparse
 import datetime
 import json
 import platform
+import sys
 import tempfile
 import time
 import warnings
@@ -121,6 +122,9 @@ def render(rows: list[dict], target_fps: float, argv: str) -> str:
         "quantizer dominates the MLP); *cycles*, the slowest layer's estimated cycles per frame. Refused",
         "builds give the reason.",
         "",
+        "The synthesized cost of the native layer itself (Yosys, LUT / FF per layer vs INT8) is in",
+        "[native_layer_cost.md](native_layer_cost.md) (`scripts/native_layer_cost_table.py`).",
+        "",
     ]
     for title, fps in (("Fixed folding (every layer PE = SIMD = 1)", None), (f"target_fps = {target_fps:g}", target_fps)):
         lines += [f"## {title}", ""]
@@ -150,17 +154,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--target-fps", type=float, default=10_000.0)
     ap.add_argument("--json", help="also write the rows as JSON")
+    ap.add_argument("--from-json", help="render the rows of an earlier --json run instead of building")
+    argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
     models, formats = args.models.split(","), args.formats.split(",")
-    rows = []
+    rows = json.loads(Path(args.from_json).read_text()) if args.from_json else []
     with tempfile.TemporaryDirectory(prefix="native_table_") as tmp:
-        for fps in (None, args.target_fps):
+        for fps in () if args.from_json else (None, args.target_fps):
             for i, (model_name, fmt, mapping) in enumerate(configurations(models, formats)):
                 work = Path(tmp) / f"{model_name}_{fmt}_{mapping}_{i}_{fps}"
                 work.mkdir()
                 rows.append(build_row(model_name, fmt, mapping, fps, work))
                 print(json.dumps(rows[-1]), flush=True)
-    extra = " ".join(a for a in (argv or []) if not a.startswith("--out"))
+    extra = " ".join(a for a in argv if not a.startswith(("--out", "--json", "--from-json")) and not a.endswith(".json"))
     Path(args.out).write_text(render(rows, args.target_fps, extra) + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
