@@ -3,15 +3,20 @@
 The CNV-shaped CNN of `brevitas_minifloat.zoo` (1x28x28, 16/32 channels, power-of-two scales,
 calibrated on random data) is exported twice: E4M3 weights and activations, built with our
 lowering step (default ``mapping="auto"``: every layer native), and INT8, built by FINN's own flow
-(no lowering step). One untimed warm-up build of each, then ``--repeats`` interleaved timed builds;
+(``lower=False``). One untimed warm-up build of each, then ``--repeats`` interleaved timed builds;
 the medians and their ratio are printed side by side.
 
-    python benchmarks/bench_native.py [--repeats 1] [--target-fps 10000]
+    python benchmarks/bench_native.py [--repeats 1] [--target-fps 10000] [--write-doc [docs/native_minifloat.md]]
+
+``--write-doc`` puts the table of this run into docs/native_minifloat.md between its
+``bench_native`` markers (appended if absent; `scripts/native_minifloat_table.py` keeps the section).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import platform
 import statistics
 import tempfile
 import time
@@ -23,7 +28,9 @@ import torch
 from brevitas_minifloat import export_qonnx
 from brevitas_minifloat.zoo import calibrate, cnv_cnn
 from finn_transforms.build import build_estimates
-from finn_transforms.steps import MINIFLOAT_STEP
+
+BENCH_START = "<!-- bench_native:start -->"
+BENCH_END = "<!-- bench_native:end -->"
 
 
 def exported(fmt: str, path: Path):
@@ -36,7 +43,7 @@ def exported(fmt: str, path: Path):
 
 def timed_build(model, out: Path, native: bool, target_fps: float | None) -> float:
     start = time.perf_counter()
-    build_estimates(model, out, target_fps=target_fps, extra_steps_before=[MINIFLOAT_STEP] if native else [])
+    build_estimates(model, out, target_fps=target_fps, lower=native)
     return time.perf_counter() - start
 
 
@@ -44,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--target-fps", type=float, default=None)
+    ap.add_argument("--write-doc", nargs="?", const="docs/native_minifloat.md", default=None)
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench_native_") as tmp:
         tmp = Path(tmp)
@@ -59,7 +67,37 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'E4M3 native (lowering + FINN)':<40}{n:>10.2f}")
     print(f"{'INT8 (FINN flow)':<40}{m:>10.2f}")
     print(f"{'ratio native / INT8':<40}{n / m:>10.2f}")
+    if args.write_doc:
+        write_section(Path(args.write_doc), n, m, args)
     return 0
+
+
+def write_section(doc: Path, native_s: float, int8_s: float, args) -> None:
+    fps = "fully folded" if args.target_fps is None else f"target_fps {args.target_fps:g}"
+    section = "\n".join([
+        BENCH_START,
+        "## Benchmark: build time",
+        "",
+        f"`python benchmarks/bench_native.py --repeats {args.repeats}"
+        + ("" if args.target_fps is None else f" --target-fps {args.target_fps:g}")
+        + f" --write-doc` on {datetime.date.today()} ({platform.machine()}, shared 2-core machine), CNV-shaped",
+        f"CNN (1x28x28, 16/32 channels), {fps}, median of {args.repeats} after one warm-up build each:",
+        "",
+        "| build | seconds |",
+        "| --- | ---: |",
+        f"| E4M3, native layers (our lowering + FINN) | {native_s:.2f} |",
+        f"| INT8, FINN's own flow | {int8_s:.2f} |",
+        f"| ratio native / INT8 | {native_s / int8_s:.2f} |",
+        BENCH_END,
+    ])
+    text = doc.read_text() if doc.is_file() else ""
+    if BENCH_START in text and BENCH_END in text:
+        head, _, rest = text.partition(BENCH_START)
+        text = head + section + rest.partition(BENCH_END)[2]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    doc.write_text(text)
+    print(f"wrote the benchmark section of {doc}")
 
 
 if __name__ == "__main__":

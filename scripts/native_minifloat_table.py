@@ -36,6 +36,7 @@ from finn_transforms.build import FinnBuildError, build_estimates
 from finn_transforms.steps import make_step_lower_minifloat
 from finn_transforms.transformation import LoweringError
 
+BENCH_START, BENCH_END = "<!-- bench_native:start -->", "<!-- bench_native:end -->"
 FORMATS = ["INT4", "INT8", "E2M1", "E2M3", "E3M2", "E4M3", "E5M2"]
 MODELS = {
     "mlp": (lambda f: tfc_mlp(f, f, input_bits_or_fmt=f, power_of_two=True), (1, 784)),
@@ -167,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(build_row(model_name, fmt, mapping, fps, work))
                 print(json.dumps(rows[-1]), flush=True)
     extra = " ".join(a for a in argv if not a.startswith(("--out", "--json", "--from-json")) and not a.endswith(".json"))
-    Path(args.out).write_text(render(rows, args.target_fps, extra) + "\n")
+    out = Path(args.out)
+    bench = ""  # the benchmark section benchmarks/bench_native.py --write-doc put there
+    if out.is_file() and BENCH_START in (old := out.read_text()):
+        bench = "\n" + BENCH_START + old.partition(BENCH_START)[2].partition(BENCH_END)[0] + BENCH_END + "\n"
+    out.write_text(render(rows, args.target_fps, extra) + "\n" + bench)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print(f"wrote {args.out}")
