@@ -154,7 +154,7 @@ NOTES = [
     "- Refusals name the node and the limit: with `mapping=\"embedding\"` a minifloat activation format whose",
     "  integer embedding needs more thresholds per channel than `max_thresholds` (E4M3: 491,520) or weights wider",
     "  than `max_weight_bits`; the default `mapping=\"auto\"` builds those layers as native minifloat layers",
-    "  (`MinifloatMVAU`, docs/design.md, Native minifloat layers) where it can: layers it cannot make native",
+    "  (`MVAU_minifloat`, docs/design.md, Native minifloat layers) where it can: layers it cannot make native",
     "  (e.g. depthwise convolutions) keep the embedding and are refused when it is too wide.",
     "- Integer formats: FINN converts integer `Quant` activations itself (`ConvertQONNXtoFINN`), with thresholds",
     "  at the half-steps that round ties up where Brevitas rounds half to even, so an output whose input lies",
