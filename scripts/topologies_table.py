@@ -160,6 +160,9 @@ NOTES = [
     "  at the half-steps that round ties up where Brevitas rounds half to even, so an output whose input lies",
     "  exactly on a tie can differ by one step (\"mismatch\" in the verify column; an upstream behaviour, see",
     "  docs/design.md, Topologies). Minifloat activations go through our tie-exact thresholds.",
+    "- Not yet investigated: a mismatch in a minifloat row (MobileNetV1 E3M2) or where the integer tie",
+    "  explanation is not established. A candidate is FINN's float32 Python execution of accumulators beyond",
+    "  2^24 (E3M2's embedding is INT10 x INT10), which the exact executor of docs/design.md would settle.",
 ]
 
 
