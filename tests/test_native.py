@@ -146,9 +146,33 @@ def test_mvau_execution_equals_rational_dot_products(data):
     ctx = {"x": x.astype(np.float32), "w": codes.T.astype(np.float32), "y": np.zeros((batch, mh), dtype=np.float32)}
     op.execute_node(ctx, None)
     got = ctx["y"]
-    assert all(Fraction(float(g)) == w for g_row, w_row in zip(got, want) for g, w in zip(g_row, w_row))
+    # FINN's execution context holds floats: exact up to 2^53, beyond that the correctly rounded
+    # float64 (E5M2 x E5M2 sums reach 2^64); the exact executor (finn_transforms.exact) is exact there.
+    assert all(
+        Fraction(float(g)) == (w if abs(w) <= 2**53 else Fraction(float(w)))
+        for g_row, w_row in zip(got, want)
+        for g, w in zip(g_row, w_row)
+    )
     assert op.get_exp_cycles() == (mw // simd) * (mh // pe)
     assert op.get_instream_width(0) == 8 * simd and op.get_outstream_width() == 64 * pe
+
+
+@needs_finn
+def test_mvau_execution_beyond_float64_is_correctly_rounded():
+    """E5M2 x E5M2: max x max + min x min is not a float64; FINN's float execution context gets
+    the correctly rounded value (the exact HW executor in finn_transforms.exact keeps the integer)."""
+    fmt = MinifloatFormat.parse("E5M2")
+    grid = oracle.ordered_values(*oracle_args(fmt))
+    codes = np.array([[0x7B, 0x01]])  # max, min subnormal
+    x = np.array([[len(grid) - 1, (len(grid) + 1) // 2]])  # max, min subnormal
+    d = Fraction(2) ** (1 - fmt.bias - fmt.mantissa_bits)
+    w_val = [oracle.decode(*oracle_args(fmt), int(c)) for c in codes[0]]
+    want = sum(w * grid[int(a)] for w, a in zip(w_val, x[0])) / (d * d)
+    assert want.denominator == 1 and abs(want) > 2**53 and Fraction(float(want)) != want
+    op = getCustomOp(mvau_node(fmt.name, fmt.name, 2, 1, 1, 1))
+    ctx = {"x": x.astype(np.float32), "w": codes.T.astype(np.float32), "y": np.zeros((1, 1), dtype=np.float32)}
+    op.execute_node(ctx, None)
+    assert Fraction(float(ctx["y"][0, 0])) == Fraction(float(want))
 
 
 @needs_finn
