@@ -64,7 +64,7 @@ def test_python_blocks_run_in_order(tmp_path):
     p = _run([sys.executable, str(script)], tmp_path)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     assert "7.5 [-7.5 -7.  -6.5 -6. ] INT7" in p.stdout  # the Ten lines comment's claim
-    assert re.search(r"^hw\s+0\s+0 / ", p.stdout, re.M), p.stdout  # verify: FINN HW layers agree
+    assert re.search(r"^hw\s+exact\s+0\s+0 / \d+\s+exact$", p.stdout, re.M), p.stdout  # verify: HW layers exact
     assert (tmp_path / "out/own_build/report/estimate_layer_resources.json").is_file()
 
     script = tmp_path / "readme_dse.py"
