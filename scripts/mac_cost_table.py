@@ -24,7 +24,8 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 
 from brevitas_minifloat.hw import sweep  # noqa: E402
-from brevitas_minifloat.hw.cost import SYNTH_SCRIPT, default_cache_dir, finn_mvau_lut_estimate, yosys_missing  # noqa: E402
+from brevitas_minifloat.hw.cache import default_cache_dir  # noqa: E402
+from brevitas_minifloat.hw.cost import SYNTH_SCRIPT, finn_mvau_lut_estimate, yosys_missing  # noqa: E402
 from brevitas_minifloat.hw.operands import as_operand, formats_of_width, is_minifloat  # noqa: E402
 from brevitas_minifloat.hw.sweep import is_int_pair  # noqa: E402
 

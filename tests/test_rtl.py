@@ -16,6 +16,7 @@ import pytest
 
 from brevitas_minifloat.formats import MinifloatFormat
 from brevitas_minifloat.hw import cost, sim
+from brevitas_minifloat.hw.cache import JsonCache
 from brevitas_minifloat.hw.operands import (
     IntegerFormat,
     as_operand,
@@ -243,7 +244,7 @@ def test_summarize_cells():
 def test_mac_cost_and_json_cache(tmp_path):
     # a foreign entry already sits where the result belongs: it must be ignored, never trusted
     key = cost._cache_key(MacUnit("INT2", "E1M0", fan_in=4), "xcup", False)
-    cost._cache_path(tmp_path, key).write_text(json.dumps({"key": {"other": 1}, "result": {"LUT": -1}}))
+    JsonCache(tmp_path).path(key, cost._cache_name(key)).write_text(json.dumps({"key": {"other": 1}, "result": {"LUT": -1}}))
     first = cost.mac_cost("INT2", "E1M0", fan_in=4, cache_dir=tmp_path)
     assert not first["cached"] and first["LUT"] > 0 and first["DSP"] == 0 and first["LUT_per_MAC"] == first["LUT"]
     assert first["FF"] == first["acc_bits"] + first["product_bits"] + 2  # acc, product register, 2 control bits
@@ -254,8 +255,9 @@ def test_mac_cost_and_json_cache(tmp_path):
     stored = json.loads(files[0].read_text())  # plain JSON, key stored with the result
     assert stored["key"] == key and stored["key"]["unit"]["fan_in"] == 4 and "Yosys" in stored["key"]["yosys"]
     # any parameter change misses the cache
-    assert cost._cache_path(tmp_path, cost._cache_key(MacUnit("INT2", "E1M0", fan_in=8), "xcup", False)) != files[0]
-    assert cost._cache_path(tmp_path, cost._cache_key(MacUnit("INT2", "E1M0", fan_in=4), "xcup", True)) != files[0]
+    for other in (cost._cache_key(MacUnit("INT2", "E1M0", fan_in=8), "xcup", False),
+                  cost._cache_key(MacUnit("INT2", "E1M0", fan_in=4), "xcup", True)):
+        assert JsonCache(tmp_path).path(other, cost._cache_name(other)) != files[0]
 
 
 def test_finn_formula_transcription():

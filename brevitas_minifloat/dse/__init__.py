@@ -11,7 +11,8 @@ Jobs run on any ``concurrent.futures.Executor`` (default: a local process pool; 
 """
 
 from brevitas_minifloat.hw.analytic import MacCostFn, analytic_mac_cost, model_mac_cost
-from brevitas_minifloat.dse.runner import DSEResult, InlineExecutor, JsonCache, pareto_front, process_pool, run_dse
+from brevitas_minifloat.hw.cache import JsonCache
+from brevitas_minifloat.dse.runner import DSEResult, InlineExecutor, pareto_front, process_pool, run_dse
 from brevitas_minifloat.dse.space import PRESETS, TECHNIQUE_STUDY, Point, Space, preset, technique_label
 from brevitas_minifloat.dse.embedded import DEFAULT_MODEL, default_workload, fashion_cnv, shipped_weights
 from brevitas_minifloat.dse.stats import mcnemar_exact, wilson_interval

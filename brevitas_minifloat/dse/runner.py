@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brevitas_minifloat.dse import jobs
+from brevitas_minifloat.hw.cache import JsonCache
 from brevitas_minifloat.hw.analytic import MacCostFn, analytic_mac_cost, model_mac_cost
 from brevitas_minifloat.hw.folded import folded_mac_lut, mean_lut_per_mac
 from brevitas_minifloat.dse.space import Point, Space, kind_of, technique_label
@@ -77,33 +77,6 @@ def process_pool(workers: int = 2, start_method: str | None = None) -> ProcessPo
         start_method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(start_method),
                                initializer=_init_worker)
-
-
-class JsonCache:
-    """One plain JSON file per finished job, named by the hash of its key; the file repeats the key,
-    and a file whose key differs (a hash collision or an edited file) counts as missing."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-
-    def _path(self, key: dict) -> Path:
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-        return self.root / key["kind"] / f"{digest}.json"
-
-    def get(self, key: dict) -> dict | None:
-        path = self._path(key)
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        return stored["result"] if stored.get("key") == key else None
-
-    def put(self, key: dict, result: dict) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "result": result}, indent=1, sort_keys=True))
-        os.replace(tmp, path)
 
 
 @dataclass
@@ -275,7 +248,7 @@ def _run_jobs(todo: list[tuple[dict, Callable, tuple]], pool: Executor | None, c
                 failures += 1
             else:
                 if cache is not None:
-                    cache.put(k, res)
+                    cache.put(k, res, k["kind"])
             results[json.dumps(k, sort_keys=True)] = res
             if on_result is not None:
                 on_result(k["kind"], res)
@@ -370,7 +343,7 @@ def run_dse(
     results: dict[str, dict] = {}
 
     def lookup(k: dict, fn: Callable, args: tuple) -> None:
-        hit = None if (recompute or cache is None) else cache.get(k)
+        hit = None if (recompute or cache is None) else cache.get(k, k["kind"])
         if hit is not None:
             results[json.dumps(k, sort_keys=True)] = hit
         else:
@@ -443,7 +416,7 @@ def run_dse(
             for seed in range(1, calibration_seeds):
                 k = key("accuracy", point=p.to_dict(), calibration_seed=seed)
                 seed_keys[p.key].append(k)
-                hit = None if (recompute or cache is None) else cache.get(k)
+                hit = None if (recompute or cache is None) else cache.get(k, k["kind"])
                 if hit is not None:
                     results[json.dumps(k, sort_keys=True)] = hit
                     cached += 1

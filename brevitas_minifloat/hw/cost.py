@@ -32,6 +32,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
+from brevitas_minifloat.hw.cache import JsonCache, default_cache_dir
 from brevitas_minifloat.hw.operands import IntegerFormat, Operand, as_operand, is_minifloat
 from brevitas_minifloat.hw.rtl import GENERATOR_VERSION, MacUnit, accumulator_bits
 
@@ -39,7 +40,6 @@ SYNTH_SCRIPT = (
     "read_verilog {verilog}; synth_xilinx -family {family} -flatten -noiopad{nodsp} -top {top}; "
     "tee -q -o {stat} stat -json"
 )
-CACHE_ENV = "BREVITAS_MINIFLOAT_HW_CACHE"
 
 
 def yosys_missing() -> str | None:
@@ -57,62 +57,28 @@ def yosys_version() -> str:
     return subprocess.run(["yosys", "-V"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def default_cache_dir() -> Path:
-    """``$BREVITAS_MINIFLOAT_HW_CACHE`` if set, else ``~/.cache/brevitas_minifloat/hw``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "brevitas_minifloat" / "hw"
+#: Yosys cell-name prefix -> resource group, first match wins (INV is a LUT1; RAMB* before LUTRAM's RAM*).
+_CELL_GROUPS = (
+    ("LUT", "LUT"), ("INV", "LUT"), ("CARRY", "CARRY"), ("FD", "FF"), ("DSP", "DSP"), ("MUXF", "MUXF"),
+    ("SRL", "SRL"), ("RAMB18", "RAMB18"), ("RAMB36", "RAMB36"), ("URAM", "URAM"), ("RAM", "LUTRAM"),
+)
+_NOT_COUNTED = frozenset({"BUFG", "IBUF", "OBUF", "BUFGCTRL"})
 
 
 def summarize_cells(cells: dict[str, int]) -> dict[str, int]:
     """Group Yosys' Xilinx cell counts: LUT (LUT1..LUT6, INV), CARRY (CARRY4/8), FF (FD*), DSP (DSP48*),
     MUXF (MUXF7/8/9), SRL, block RAM (RAMB18*, RAMB36*; ``BRAM18`` = RAMB18 + 2 x RAMB36, FINN's
     unit), URAM and LUTRAM (the other RAM* cells); BUFG and I/O buffers are not counted."""
-    out = {"LUT": 0, "CARRY": 0, "FF": 0, "DSP": 0, "MUXF": 0, "SRL": 0, "LUTRAM": 0, "RAMB18": 0, "RAMB36": 0,
-           "BRAM18": 0, "URAM": 0, "other": 0}
+    out = dict.fromkeys(("LUT", "CARRY", "FF", "DSP", "MUXF", "SRL", "LUTRAM", "RAMB18", "RAMB36", "BRAM18", "URAM",
+                         "other"), 0)
     for cell, n in cells.items():
-        if cell.startswith("LUT") or cell == "INV":  # INV is a LUT1
-            out["LUT"] += n
-        elif cell.startswith("CARRY"):
-            out["CARRY"] += n
-        elif cell.startswith("FD"):
-            out["FF"] += n
-        elif cell.startswith("DSP"):
-            out["DSP"] += n
-        elif cell.startswith("MUXF"):
-            out["MUXF"] += n
-        elif cell.startswith("SRL"):
-            out["SRL"] += n
-        elif cell.startswith("RAMB18"):
-            out["RAMB18"] += n
-        elif cell.startswith("RAMB36"):
-            out["RAMB36"] += n
-        elif cell.startswith("URAM"):
-            out["URAM"] += n
-        elif cell.startswith("RAM"):
-            out["LUTRAM"] += n
-        elif cell not in ("BUFG", "IBUF", "OBUF", "BUFGCTRL"):
+        group = next((g for prefix, g in _CELL_GROUPS if cell.startswith(prefix)), None)
+        if group is not None:
+            out[group] += n
+        elif cell not in _NOT_COUNTED:
             out["other"] += n
     out["BRAM18"] = out["RAMB18"] + 2 * out["RAMB36"]
     return out
-
-
-def read_cached(path: Path, key: dict) -> dict | None:
-    """The result stored at ``path`` if it was stored under exactly ``key``, else ``None``."""
-    if not path.exists():
-        return None
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return stored["result"] if isinstance(stored, dict) and stored.get("key") == key else None
-
-
-def write_cached(path: Path, key: dict, result: dict) -> None:
-    """Store ``result`` under ``key`` as plain JSON, atomically (concurrent writers never leave a torn file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"key": key, "result": result}, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _cache_key(unit: MacUnit, family: str, dsp: bool) -> dict:
@@ -127,10 +93,9 @@ def _cache_key(unit: MacUnit, family: str, dsp: bool) -> dict:
     }
 
 
-def _cache_path(cache_dir: Path, key: dict) -> Path:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+def _cache_name(key: dict) -> str:
     u = key["unit"]
-    return cache_dir / f"{u['weight']}_x_{u['act']}_{u['arch']}_{digest}.json"
+    return f"{u['weight']}_x_{u['act']}_{u['arch']}"
 
 
 def synthesize(unit: MacUnit, *, family: str = "xcup", dsp: bool = False, timeout: float | None = None) -> dict:
@@ -210,8 +175,8 @@ def mac_cost(
     """
     unit = MacUnit(as_operand(weight), as_operand(act), fan_in=fan_in, simd=simd, arch=arch)
     key = _cache_key(unit, family, dsp)
-    path = _cache_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), key)
-    stored = read_cached(path, key) if use_cache else None
+    cache = JsonCache(cache_dir if cache_dir is not None else default_cache_dir())
+    stored = cache.get(key, _cache_name(key)) if use_cache else None
     if stored is not None:
         return {**stored, "cached": True, "key": key}
     raw = synthesize(unit, family=family, dsp=dsp, timeout=timeout)
@@ -225,7 +190,7 @@ def mac_cost(
         "cpu_seconds": raw["cpu_seconds"],
     }
     if use_cache:
-        write_cached(path, key, result)
+        cache.put(key, result, _cache_name(key))
     return {**result, "cached": False, "key": key}
 
 

@@ -26,16 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brevitas_minifloat.hw.cost import (
-    SYNTH_SCRIPT,
-    default_cache_dir,
-    read_cached,
-    summarize_cells,
-    synthesize,
-    write_cached,
-    yosys_missing,
-    yosys_version,
-)
+from brevitas_minifloat.hw.cache import JsonCache, default_cache_dir
+from brevitas_minifloat.hw.cost import SYNTH_SCRIPT, summarize_cells, synthesize, yosys_missing, yosys_version
 from brevitas_minifloat.hw.operands import is_minifloat, signed_bits
 from finn_transforms.native.rtl import NativeMvauRtl, layer_mac, output_queue_depth
 from finn_transforms.native.spec import NativeMvauSpec
@@ -96,9 +88,12 @@ def _cache_key(rtl: NativeMvauRtl) -> dict:
     }
 
 
-def _cache_path(cache_dir: Path, key: dict) -> Path:
-    digest = hashlib.sha256(str(sorted(key.items())).encode()).hexdigest()[:24]
-    return cache_dir / "native_layers" / f"{key['layer']['weight']}_x_{key['layer']['input']}_{digest}.json"
+def _cache(cache_dir: str | Path | None) -> JsonCache:
+    return JsonCache(Path(cache_dir if cache_dir is not None else default_cache_dir()) / "native_layers")
+
+
+def _cache_name(key: dict) -> str:
+    return f"{key['layer']['weight']}_x_{key['layer']['input']}"
 
 
 def _total(compute: dict, memory: dict) -> dict:
@@ -110,15 +105,14 @@ def synthesize_layer(
     spec: NativeMvauSpec, *, cache_dir: str | Path | None = None, use_cache: bool = True, timeout: float | None = None
 ) -> dict:
     """Yosys cost of one layer (cached as plain JSON under ``cache_dir``, default
-    `brevitas_minifloat.hw.cost.default_cache_dir`). Returns ``lut``, ``ff``, ``bram`` (RAMB18),
+    `brevitas_minifloat.hw.cache.default_cache_dir`). Returns ``lut``, ``ff``, ``bram`` (RAMB18),
     ``dsp``, the ``compute`` and ``weights`` parts, Yosys ``cells``, ``cpu_seconds`` and ``cached``."""
     reason = yosys_missing()
     if reason:
         raise RuntimeError(reason)
     rtl = _compute_rtl(spec)
     key = _cache_key(rtl)
-    path = _cache_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), key)
-    stored = read_cached(path, key) if use_cache else None
+    stored = _cache(cache_dir).get(key, _cache_name(key)) if use_cache else None
     if stored is not None:
         return {**stored, "cached": True}
     raw = synthesize(rtl, family=FAMILY, dsp=False, timeout=timeout)
@@ -134,7 +128,7 @@ def synthesize_layer(
               "cpu_seconds": raw["cpu_seconds"]}
     result["bram"] += compute["bram18"]
     if use_cache:
-        write_cached(path, key, result)
+        _cache(cache_dir).put(key, result, _cache_name(key))
     return {**result, "cached": False}
 
 
@@ -144,7 +138,7 @@ def cached_layer_cost(spec: NativeMvauSpec, *, cache_dir: str | Path | None = No
         return None
     rtl = _compute_rtl(spec)
     key = _cache_key(rtl)
-    return read_cached(_cache_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), key), key)
+    return _cache(cache_dir).get(key, _cache_name(key))
 
 
 # ------------------------------------------------------------------------------ the fitted model

