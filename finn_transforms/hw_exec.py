@@ -33,7 +33,7 @@ import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
 from finn_transforms.finn_defaults import HW_DOMAIN as GENERIC_HW_DOMAIN
-from finn_transforms.model_io import load_model
+from finn_transforms.model_io import bind_graph_inputs, load_model
 
 __all__ = [
     "GENERIC_HW_DOMAIN",
@@ -131,18 +131,8 @@ def _substitute(model: ModelWrapper, op_types: Mapping[str, str] | None) -> Mode
 
 
 def _input_dict(model: ModelWrapper, inputs) -> dict[str, np.ndarray]:
-    initializers = {init.name for init in model.graph.initializer}
-    names = [t.name for t in model.graph.input if t.name not in initializers]
-    if not isinstance(inputs, Mapping):
-        if len(names) != 1:
-            raise ValueError(f"the graph has inputs {names}: pass a dict")
-        inputs = {names[0]: inputs}
-    unknown = sorted(set(inputs) - set(names))
-    missing = [n for n in names if n not in inputs]
-    if unknown or missing:
-        raise ValueError(f"graph inputs are {names}; got {sorted(inputs)}")
     out = {}
-    for name, value in inputs.items():
+    for name, value in bind_graph_inputs(model, inputs).items():
         value = np.asarray(value)
         elem_type = next(t for t in model.graph.input if t.name == name).type.tensor_type.elem_type
         if elem_type == onnx.TensorProto.FLOAT and value.dtype != np.float32:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import onnx
 from google.protobuf.message import DecodeError
 from qonnx.core.modelwrapper import ModelWrapper
 
-__all__ = ["ModelLike", "load_model", "load_onnx_model"]
+__all__ = ["ModelLike", "bind_graph_inputs", "load_model", "load_onnx_model"]
 
 ModelLike = ModelWrapper | onnx.ModelProto | str | os.PathLike
 
@@ -58,3 +60,17 @@ def load_onnx_model(model_or_path: ModelLike) -> onnx.ModelProto:
 def load_model(model_or_path: ModelLike) -> ModelWrapper:
     """:func:`load_onnx_model` wrapped in a ``ModelWrapper`` (same checks, independent copy)."""
     return ModelWrapper(load_onnx_model(model_or_path))
+
+
+def bind_graph_inputs(model: ModelWrapper, inputs: Mapping[str, Any] | Any, error: type[Exception] = ValueError) -> dict:
+    """``inputs`` as ``{graph input name: value}``: a bare value is accepted for a single-input graph;
+    missing or unknown names raise ``error`` listing the graph's inputs (initializers are not inputs)."""
+    initializers = {init.name for init in model.graph.initializer}
+    names = [t.name for t in model.graph.input if t.name not in initializers]
+    if not isinstance(inputs, Mapping):
+        if len(names) != 1:
+            raise error(f"the graph has inputs {names}: pass a dict")
+        return {names[0]: inputs}
+    if sorted(inputs) != sorted(names):
+        raise error(f"graph inputs are {names}; got {sorted(inputs)}")
+    return dict(inputs)

@@ -27,6 +27,7 @@ from onnx import NodeProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 
 from finn_transforms.exact.tensor import Exact, ExactError, exact_matmul, fraction_gcd
+from finn_transforms.model_io import bind_graph_inputs
 
 __all__ = ["Context", "ExactError", "OpFn", "concat", "evaluate", "node_label", "op_registry", "register_op"]
 
@@ -111,16 +112,7 @@ def evaluate(
     """
     _load_builtin_ops()
     values: dict[str, Exact] = {}
-    init_names = {t.name for t in model.graph.initializer}
-    graph_inputs = [t.name for t in model.graph.input if t.name not in init_names]
-    if not isinstance(inputs, Mapping):
-        if len(graph_inputs) != 1:
-            raise ExactError(f"the graph has inputs {graph_inputs}: pass a dict")
-        inputs = {graph_inputs[0]: inputs}
-    missing = [n for n in graph_inputs if n not in inputs]
-    if missing:
-        raise ExactError(f"missing graph inputs {missing} (graph inputs: {graph_inputs})")
-    for name, value in inputs.items():
+    for name, value in bind_graph_inputs(model, inputs, ExactError).items():
         try:
             values[name] = value if isinstance(value, Exact) else Exact.from_array(np.asarray(value))
         except ExactError as err:
