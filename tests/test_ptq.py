@@ -17,14 +17,9 @@ from brevitas_minifloat.ptq import TECHNIQUES, QuantSpec, formats_for_bits, outp
 from brevitas_minifloat.ptq.rounding import grid_neighbours, gptq, learned_round, round_to_grid, rtn
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: on a shared 2-core machine, torch's thread pool costs far more than it saves
-    (learned rounding ran 30x slower with 2 threads under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny tensors: on a shared 2-core machine torch's thread pool costs far more than it saves
+# (learned rounding ran 30x slower with 2 threads under load)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def mlp(seed: int = 0, d_in: int = 16, hidden: int = 32, d_out: int = 8) -> nn.Module:
