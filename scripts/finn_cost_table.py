@@ -592,7 +592,7 @@ def render(results: dict[str, list[dict]], meta: dict, bench_section: str | None
     )
     L.append(
         f"- **Flow**: `export_qonnx` -> FINN+ estimate-only build (`finn_transforms.build.build_estimates`, part "
-        f"`{FPGA_PART}`, {CLOCK_NS:g} ns clock) with our `step_lower_minifloat` (`mapping="{MAPPING}"`: every minifloat as its integer embedding) before "
+        f"`{FPGA_PART}`, {CLOCK_NS:g} ns clock) with our `step_lower_minifloat` (`mapping='{MAPPING}'`: every minifloat as its integer embedding) before "
         "`step_qonnx_to_finn` (integer "
         "models go through the same steps; the lowering step leaves integer `Quant` nodes to FINN). Two variants:"
         " **embedded** (FINN's default: thresholds inside the `MVAU_hls`) and **standalone** "
