@@ -94,7 +94,6 @@ def execute_hw_graph(
     inputs: Mapping[str, np.ndarray] | np.ndarray,
     *,
     return_full_context: bool = False,
-    op_types: Mapping[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Execute a FINN graph in numpy with specialized HW nodes mapped back to generic ones.
 
@@ -103,31 +102,22 @@ def execute_hw_graph(
     mapped too, in temporary copies), or any FINN-ONNX/QONNX graph. ``inputs`` maps graph input
     names to arrays; a bare array is accepted for single-input graphs. The caller's model and
     files are not modified. Returns the graph outputs by name (or the whole execution context).
-    ``op_types`` replaces generic op types by others of the same domain (e.g. ``{"MVAU_minifloat":
-    "MVAU_minifloat_rtlsim"}``: native layers executed by RTL simulation), in partitions too.
     """
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.custom_op.registry import getCustomOp
 
     import finn_transforms.native.hw_op  # noqa: F401  (registers MVAU_minifloat with qonnx)
 
-    model = _substitute(to_generic_hw_graph(model), op_types)
+    model = to_generic_hw_graph(model)
     input_dict = _input_dict(model, inputs)
     with tempfile.TemporaryDirectory(prefix="hw_exec_") as tmp:
         for i, node in enumerate(model.get_nodes_by_op_type(_SDP)):
             inst = getCustomOp(node)
-            child = _substitute(to_generic_hw_graph(inst.get_nodeattr("model")), op_types)
+            child = to_generic_hw_graph(inst.get_nodeattr("model"))
             child_path = Path(tmp) / f"partition_{i}.onnx"
             child.save(str(child_path))
             inst.set_nodeattr("model", str(child_path))
         return execute_onnx(model, input_dict, return_full_context)
-
-
-def _substitute(model: ModelWrapper, op_types: Mapping[str, str] | None) -> ModelWrapper:
-    for node in model.graph.node:
-        if op_types and node.op_type in op_types:
-            node.op_type = op_types[node.op_type]
-    return model
 
 
 def _input_dict(model: ModelWrapper, inputs) -> dict[str, np.ndarray]:

@@ -232,7 +232,8 @@ def verify(
     `finn_transforms.build.build_estimates` (e.g. ``fpga_part``, ``folding_config``).
     ``mapping`` / ``max_acc_bits``: which minifloat layers become native layers and their accumulator
     limit (`finn_transforms.native.mapping`). ``rtl=True`` adds the exact ``rtl`` stage: the HW graph
-    with every native layer simulated as RTL (`finn_transforms.native.rtl_exec`; needs Icarus Verilog),
+    in the exact HW executor with every native layer simulated as RTL (`finn_transforms.native.rtl_exec`;
+    needs Icarus Verilog),
     its simulated cycles per layer in ``report.rtl_cycles``. Exact stages must match on every output; float32 stages
     (torch, QONNX) may differ only where float32 rounding near a boundary explains it, and
     ``max_mismatch_fraction`` tolerates that fraction of *unexplained* float32 differences (default
@@ -313,15 +314,19 @@ def _finn_float_runner(build_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _rtl_runner(build_dir: Path, rtl_cycles: dict) -> Callable[[np.ndarray], Exact]:
-    """The HW graph with native layers simulated as RTL (integer outputs, exact), cycles accumulated."""
-    from finn_transforms.native.rtl_exec import execute_build_rtl
+    """The HW graph in the exact HW executor with native layers simulated as RTL, cycles accumulated."""
+    from finn_transforms.hw_exec import load_full_graph
+    from finn_transforms.native.rtl_exec import execute_rtl
 
-    def run(xs):
-        result = execute_build_rtl(build_dir, xs)
+    model, cache = load_full_graph(build_dir), {}
+    shape = model.get_tensor_shape(model.graph.input[0].name)
+
+    def run(x):
+        result = execute_rtl(model, _conv1d_as_2d(x, shape), cache=cache)
         for name, (simulated, expected) in result.cycles.items():
             before = rtl_cycles.get(name, (0, 0))
             rtl_cycles[name] = (before[0] + simulated, before[1] + expected)
-        return Exact.from_array(np.asarray(next(iter(result.outputs.values()))))
+        return next(iter(result.outputs.values()))
 
     return run
 

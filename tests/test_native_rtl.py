@@ -11,6 +11,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from onnx import helper
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -363,6 +364,83 @@ def test_verify_rtl_stage_on_a_mixed_native_and_integer_model(tmp_path):
     assert len(report.rtl_cycles) == 1
     ((simulated, expected),) = report.rtl_cycles.values()
     assert expected > 0 and simulated == expected + batch * (PIPELINE + 1)  # one vector per sample
+
+
+def wide_mixed_graph(w_native: np.ndarray, thresholds: np.ndarray, w_int: np.ndarray):
+    """A HW graph ``MVAU_minifloat (E4M3 x E4M3, no activation) -> Thresholding (FINN's) -> MVAU
+    (FINN's, INT24 weights)``: both accumulators exceed 2^24."""
+    from onnx import TensorProto
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    import finn_transforms.native.hw_op  # noqa: F401  (registers MVAU_minifloat)
+    from brevitas_minifloat.hw.rtl import accumulator_bits
+    from finn_transforms.finn_defaults import HW_DOMAIN
+
+    mh, mw = w_native.shape
+    n_thr = thresholds.shape[1]
+    acc_native = f"INT{accumulator_bits('E4M3', 'E4M3', mw)}"
+    t_bits = int(n_thr).bit_length()
+    nodes = [
+        helper.make_node("MVAU_minifloat", ["x", "wn"], ["acc"], domain=HW_DOMAIN, backend="fpgadataflow", name="native",
+                         MW=mw, MH=mh, PE=1, SIMD=1, inputDataType="UINT8", weightDataType="UINT8",
+                         outputDataType=acc_native, accDataType=acc_native, noActivation=1, weightFormat="E4M3",
+                         inputFormat="E4M3", numInputVectors=[1]),
+        helper.make_node("Thresholding", ["acc", "thr"], ["t"], domain=HW_DOMAIN, backend="fpgadataflow", name="thr",
+                         NumChannels=mh, PE=1, numSteps=n_thr, inputDataType=acc_native, weightDataType=acc_native,
+                         outputDataType=f"UINT{t_bits}", ActVal=0, numInputVectors=[1]),
+        helper.make_node("MVAU", ["t", "wi"], ["y"], domain=HW_DOMAIN, backend="fpgadataflow", name="integer",
+                         MW=mh, MH=w_int.shape[1], PE=1, SIMD=1, inputDataType=f"UINT{t_bits}", weightDataType="INT24",
+                         outputDataType="INT32", accDataType="INT32", noActivation=1, numInputVectors=[1],
+                         binaryXnorMode=0, ActVal=0, mem_mode="internal_embedded"),
+    ]
+    shapes = {"x": [1, mw], "acc": [1, mh], "t": [1, mh], "y": [1, w_int.shape[1]]}
+    info = {k: helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in shapes.items()}
+    graph = helper.make_graph(nodes, "wide", [info["x"]], [info["y"]], value_info=[info["acc"], info["t"]])
+    model = ModelWrapper(qonnx_make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    for name, value in (("wn", w_native.T), ("thr", thresholds), ("wi", w_int)):
+        model.set_initializer(name, np.asarray(value, dtype=np.float32))
+    for name, dt in (("x", "UINT8"), ("acc", acc_native), ("t", f"UINT{t_bits}"), ("y", "INT32")):
+        model.set_tensor_datatype(name, DataType[dt])
+    return model
+
+
+@pytest.mark.needs_finn
+@pytest.mark.needs_simulator
+def test_rtl_execution_is_exact_beyond_float32_in_native_and_finn_layers():
+    """The rtl stage's executor: the native layer by RTL simulation, FINN's Thresholding and MVAU
+    in exact integers. Both accumulators exceed 2^24, where FINN's float32 execution of its own
+    MVAU rounds (checked: it differs); every output equals a rational oracle of the three layers."""
+    from finn_transforms.hw_exec import execute_hw_graph
+    from finn_transforms.native.rtl_exec import execute_rtl
+
+    rng = np.random.default_rng(3)
+    fmt = as_operand("E4M3")
+    w_native = random_weights(NativeMvauSpec("E4M3", "E4M3", mw=4, mh=2), rng)
+    unit = oracle_delta(fmt) ** 2
+    thresholds = np.array([[0, 2**18, 2**22]] * 2)  # values 0, 1, 16 in units of delta^2 (float32-exact)
+    w_int = np.array([[2**23 - 1], [2]])
+    x = np.concatenate([random_elements(fmt, (12, 4), rng), [[elements(fmt)[-1]] * 4]])
+    model = wide_mixed_graph(w_native, thresholds, w_int)
+
+    got, floats, cycles = [], [], 0
+    for row in x:
+        run = execute_rtl(model, row[None].astype(np.float32))
+        got.append(int(run.outputs["y"].as_integers().ravel()[0]))
+        cycles += run.cycles["native"][0]
+        floats.append(float(execute_hw_graph(model, row[None].astype(np.float32))["y"].ravel()[0]))
+    want, wide = [], 0
+    for row in x:
+        acc = [sum((oracle_code_value(fmt, int(w_native[r, j])) * oracle_element_value(fmt, int(row[j]))
+                    for j in range(4)), Fraction(0)) / unit for r in range(2)]
+        wide += any(abs(a) > 2**24 for a in acc)
+        t = [sum(int(a >= th) for th in thresholds[r]) for r, a in enumerate(acc)]
+        want.append(sum(ti * int(w_int[r, 0]) for r, ti in enumerate(t)))
+    assert got == want
+    assert wide > 0 and max(abs(v) for v in want) > 2**24
+    assert any(f != v for f, v in zip(floats, want)), "float32 execution was exact here: the test would not fail"
+    assert cycles == len(x) * (2 * 4 + PIPELINE + 1)  # NF * SF per vector plus the pipeline latency
 
 
 @pytest.mark.needs_finn

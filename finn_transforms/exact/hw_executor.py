@@ -23,6 +23,7 @@ moving and zero-padding commute with the split).
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any
@@ -66,21 +67,34 @@ def generic_op_type(node: NodeProto) -> str:
     return node.op_type
 
 
-def _lookup(node: NodeProto) -> OpFn | None:
-    if not is_hw_node(node):
-        return None
-    fn = _HW_REGISTRY.get(generic_op_type(node))
-    if fn is None:
-        raise ExactError(f"no exact HW implementation for {node_label(node)}")
-    return fn
+def _lookup_in(ops: Mapping[str, OpFn]) -> Callable[[NodeProto], OpFn | None]:
+    """Resolve HW nodes by generic op type, ``ops`` before the registry; partitions pass ``ops`` on."""
+
+    def lookup(node: NodeProto) -> OpFn | None:
+        if not is_hw_node(node):
+            return None
+        op_type = generic_op_type(node)
+        fn = ops.get(op_type) or _HW_REGISTRY.get(op_type)
+        if fn is None:
+            raise ExactError(f"no exact HW implementation for {node_label(node)}")
+        return functools.partial(_partition, ops=ops) if fn is _partition else fn
+
+    return lookup
 
 
 def execute_exact_hw(
-    model: ModelWrapper, inputs: Mapping[str, Any] | np.ndarray, *, return_all: bool = False, cache: dict | None = None
+    model: ModelWrapper,
+    inputs: Mapping[str, Any] | np.ndarray,
+    *,
+    return_all: bool = False,
+    cache: dict | None = None,
+    ops: Mapping[str, OpFn] | None = None,
 ) -> dict[str, Exact]:
     """Exact outputs of a FINN graph (HW layers, partitions, host nodes) for ``inputs``
-    (``cache``: as for `finn_transforms.exact.evaluate`, per model)."""
-    return evaluate(model, inputs, lookup=_lookup, return_all=return_all, cache=cache)
+    (``cache``: as for `finn_transforms.exact.evaluate`, per model). ``ops`` replaces the
+    implementation of generic HW op types for this call, in partitions too (e.g. ``verify``'s
+    ``rtl`` stage runs native layers by RTL simulation and everything else exactly here)."""
+    return evaluate(model, inputs, lookup=_lookup_in(dict(ops or {})), return_all=return_all, cache=cache)
 
 
 def _inst(ctx: Context):
@@ -272,7 +286,7 @@ def _elementwise(ins, ctx):
 
 
 @register_hw_op("StreamingDataflowPartition")
-def _partition(ins, ctx):
+def _partition(ins, ctx, ops: Mapping[str, OpFn] | None = None):
     from qonnx.custom_op.registry import getCustomOp
 
     path = getCustomOp(ctx.node).get_nodeattr("model")
@@ -281,7 +295,7 @@ def _partition(ins, ctx):
         ctx.cache[key] = (ModelWrapper(path), {})
     child, child_cache = ctx.cache[key]
     names = [t.name for t in child.graph.input if child.get_initializer(t.name) is None]
-    outs = execute_exact_hw(child, dict(zip(names, ins)), cache=child_cache)
+    outs = execute_exact_hw(child, dict(zip(names, ins)), cache=child_cache, ops=ops)
     return [outs[o.name] for o in child.graph.output]
 
 

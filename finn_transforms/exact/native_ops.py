@@ -5,16 +5,20 @@
   op's numpy execution rounds that product to float32).
 - ``MVAU_minifloat`` (HW graphs): the contract of `finn_transforms.native.spec` (inputs and weight
   codes through the spec's embedding tables), dot products by `exact_matmul`, the accumulator checked
-  against ``accDataType``.
+  against ``accDataType``. `native_mvau` builds the same op around another source of the dot
+  products (``verify``'s ``rtl`` stage: the layer's RTL simulation).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from finn_transforms.exact.hw_executor import _check_acc, _inst, _integers, register_hw_op
-from finn_transforms.exact.reference import register_op
+from finn_transforms.exact.reference import OpFn, register_op
 from finn_transforms.exact.tensor import Exact, exact_matmul
+from finn_transforms.native.spec import NativeMvauSpec
 
 
 @register_op("OrdinalDecode")
@@ -35,21 +39,33 @@ def _ordinal_decode(ins, ctx):
     return [k]
 
 
-@register_hw_op("MVAU_minifloat")
-def _minifloat_mvau(ins, ctx):
-    import finn_transforms.native.hw_op  # noqa: F401  (registers the op class with qonnx)
+def native_mvau(layer: Callable[[NativeMvauSpec, np.ndarray, np.ndarray], np.ndarray]) -> OpFn:
+    """Exact-executor implementation of ``MVAU_minifloat`` whose dot products come from
+    ``layer(spec, weight codes (MH, MW), stream elements (vectors, MW)) -> (vectors, MH)`` integers;
+    input, weight and accumulator checks are the executor's, whatever computes the products."""
 
-    inst, _ = _inst(ctx)
-    spec = inst.spec()
-    x = _integers(ins[0], ctx)
-    n = x.shape[0]
-    x = x.reshape((n,) + tuple(inst.get_normal_input_shape()[1:]))
-    try:
-        xe = spec.input_embedded(x.reshape(-1, spec.mw))
-        we = spec.weight_embedded(_integers(ins[1], ctx).T)
-    except ValueError as err:
-        raise ctx.fail(str(err)) from None
-    acc = exact_matmul(Exact.from_ints(xe).as_integers(), Exact.from_ints(we).as_integers().T)
-    acc = acc.reshape(x.shape[:-1] + (spec.mh,))
-    _check_acc(acc, ctx, inst)
-    return [Exact.from_ints(acc)]
+    def run(ins, ctx):
+        import finn_transforms.native.hw_op  # noqa: F401  (registers the op class with qonnx)
+
+        inst, _ = _inst(ctx)
+        spec = inst.spec()
+        x = _integers(ins[0], ctx)
+        x = x.reshape((x.shape[0],) + tuple(inst.get_normal_input_shape()[1:]))
+        try:
+            acc = layer(spec, _integers(ins[1], ctx).T, x.reshape(-1, spec.mw))
+        except ValueError as err:
+            raise ctx.fail(str(err)) from None
+        acc = np.asarray(acc).reshape(x.shape[:-1] + (spec.mh,))
+        _check_acc(acc, ctx, inst)
+        return [Exact.from_ints(acc)]
+
+    return run
+
+
+def _exact_dot_products(spec: NativeMvauSpec, codes: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The stream contract's dot products in exact integers (embedding tables, `exact_matmul`)."""
+    xe, we = spec.input_embedded(x), spec.weight_embedded(codes)
+    return exact_matmul(Exact.from_ints(xe).as_integers(), Exact.from_ints(we).as_integers().T)
+
+
+register_hw_op("MVAU_minifloat")(native_mvau(_exact_dot_products))
