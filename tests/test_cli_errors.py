@@ -51,10 +51,10 @@ def _cases(d: Path):
         "verify --rtl without a build": (["verify", MLP, "--rtl", "--no-build"], 2, ["--rtl", "--no-build"]),
         "unknown model factory": (["export", "nosuchpkg.nets:fn", "--w-format", "E2M1"], 2,
                                   ["MODEL", "nosuchpkg.nets:fn", "No module named"]),
-        # E4M3 activations need 491,520 thresholds as integers and cannot feed INT4 layers as ordinals
+        # E4M3 activations need 491,520 thresholds as integers (refused with the embedding mapping)
         "lowering refusal in verify": (["verify", MLP, "--state-dict", str(d / "mlp_sd.pt"), "--w-format", "INT4",
                                         "--a-format", "E4M3", "--techniques", "none", "--no-build", "--samples", "2",
-                                        "-o", str(d / "verify")], 1,
+                                        "--mapping", "embedding", "-o", str(d / "verify")], 1,
                                        ["cannot verify", "MinifloatQuant", "thresholds per channel"]),
         "dse --space huge": (["dse", "--space", "huge"], 2, ["--space", "huge", "tiny"]),
         "dse --kinds int,posit": (["dse", "--kinds", "int,posit"], 2, ["--kinds", "posit"]),
@@ -166,13 +166,13 @@ def test_model_from_the_current_directory_and_no_warnings(tmp_path):
     (pkg / "nets.py").write_text("import torch.nn as nn\n\ndef mlp():\n"
                                  "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.ReLU(), nn.Linear(8, 10))\n")
     p = _run(["export", "mypkg.nets:mlp", "--w-format", "INT4", "--a-format", "E4M3", "--techniques", "none",
-              "-o", "m.onnx"], tmp_path)
+              "--mapping", "embedding", "-o", "m.onnx"], tmp_path)
     assert p.returncode == 0, p.stderr
     assert "PTQ calibration data: 256 training images of mnist-5k (--data mnist-5k)" in p.stdout
-    # the only stderr line: our warning that `build` refuses E4M3 activations before INT4 layers (no
+    # the only stderr line: our warning that `build` refuses E4M3 activations as integers (no
     # third-party warnings)
     (line,) = p.stderr.strip().splitlines()
-    assert line.startswith("warning: `brevitas-minifloat build --mapping auto` will refuse m.onnx"), line
+    assert line.startswith("warning: `brevitas-minifloat build --mapping embedding` will refuse m.onnx"), line
     assert "thresholds" in line
     verbose = _run(["export", "mypkg.nets:mlp", "--w-format", "E2M1", "--techniques", "none", "-o", "m.onnx",
                     "--verbose"], tmp_path)

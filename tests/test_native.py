@@ -246,11 +246,16 @@ def test_native_mapping_keeps_the_lowered_graph_exact_for_narrow_formats():
     assert outputs_equal(model, low, x)
 
 
-def test_ordinal_activation_into_integer_weights_is_refused_naming_both_nodes():
+def test_ordinal_activation_into_integer_weights_keeps_ordinals_and_a_decode():
     model = exported(small_mlp("INT4", "E4M3", "INT8"), (1, 16))
-    # after the ReLU the zoo uses E4M3's unsigned variant of the same width, E4M4_U
-    with pytest.raises(LoweringError, match=r"E4M4_U.*MatMul.*not a dense MatMul/Conv with minifloat weights"):
-        lower_minifloat(model)
+    # after the ReLU the zoo uses E4M3's unsigned variant of the same width, E4M4_U: 507,904 thresholds
+    # as integers; as ordinals (255) with a decode the integer layer reads (in hardware: OrdinalLUT)
+    with pytest.raises(LoweringError, match=r"E4M4_U needs 507904 thresholds per channel"):
+        lower_minifloat(model, mapping="embedding")
+    low = lower_minifloat(model)
+    assert "OrdinalDecode" in op_types(low)
+    x = np.random.default_rng(3).standard_normal((6, 16)).astype(np.float32) * 3
+    assert outputs_equal(model, low, x)
 
 
 # --------------------------------------------------------------------------------- FINN builds

@@ -179,19 +179,24 @@ def _const(ctx: Context, index: int) -> np.ndarray:
     return value
 
 
+def vvau_producer_type(ctx: Context) -> str | None:
+    """Generic op type of the node feeding a VVAU (it decides FINN's input interleaving)."""
+    producer = ctx.model.find_producer(ctx.node.input[0])
+    return None if producer is None else generic_op_type(producer)
+
+
 @register_hw_op("VVAU")
 def _vvau(ins, ctx):
     """Depthwise: FINN's VVAU input layout (as its execute_node reorders it), exact products."""
+    from finn_transforms.native.vvau import depthwise_windows, window_pe
+
     inst, _ = _inst(ctx)
     x = _integers(ins[0], ctx, "inputDataType", inst)
     n, dim_h, dim_w, _ = x.shape
     k_h, k_w = inst.get_nodeattr("Kernel")
     channels = inst.get_nodeattr("Channels")
-    producer = ctx.model.find_producer(ctx.node.input[0])
-    windowed = producer is not None and generic_op_type(producer) in ("Im2Col", "ConvolutionInputGenerator")
-    pe = channels if windowed else inst.get_nodeattr("PE")
-    x = x.reshape(n, dim_h, dim_w, channels // pe, k_h * k_w, pe).transpose(0, 1, 2, 4, 3, 5)
-    x = x.reshape(n, dim_h, dim_w, channels * k_h * k_w)
+    pe = window_pe(vvau_producer_type(ctx), channels, inst.get_nodeattr("PE"))
+    x = depthwise_windows(x, k_h * k_w, channels, pe).reshape(n, dim_h, dim_w, channels * k_h * k_w)
     dense = inst._infer_sparse_weight_tensor(_const(ctx, 1), k_h, k_w, channels)  # FINN's layout helper
     w = Exact.from_array(dense).as_integers()
     if inst.get_nodeattr("inputDataType") == "BIPOLAR" and inst.get_nodeattr("weightDataType") == "BIPOLAR":

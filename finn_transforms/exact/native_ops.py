@@ -1,12 +1,15 @@
 """Exact implementations of the native minifloat ops (`finn_transforms.native`).
 
-- ``OrdinalDecode`` (host / lowered graphs): ordinal -> embedded integer of the format; with the
-  optional constant scale, the exact product ``k * scale`` (the ``Mul`` it absorbed, exactly; the
-  op's numpy execution rounds that product to float32).
+- ``OrdinalDecode`` (host / lowered graphs) and its HW layer ``OrdinalLUT``: ordinal -> embedded
+  integer of the format; with the optional constant scale, the exact product ``k * scale`` (the
+  ``Mul`` it absorbed, exactly; the op's numpy execution rounds that product to float32).
 - ``MVAU_minifloat`` (HW graphs): the contract of `finn_transforms.native.spec` (inputs and weight
   codes through the spec's embedding tables), dot products by `exact_matmul`, the accumulator checked
   against ``accDataType``. `native_mvau` builds the same op around another source of the dot
   products (``verify``'s ``rtl`` stage: the layer's RTL simulation).
+- ``VVAU_minifloat`` (HW graphs): the layer's own integer execution (`VVAU_minifloat.exact_output`,
+  Python integers: per-channel dot products of the embedded window values), FINN's input
+  interleaving decided by the producer's generic op type as for FINN's VVAU.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from finn_transforms.exact.hw_executor import _check_acc, _inst, _integers, register_hw_op
+from finn_transforms.exact.hw_executor import _check_acc, _const, _inst, _integers, register_hw_op, vvau_producer_type
 from finn_transforms.exact.reference import OpFn, register_op
 from finn_transforms.exact.tensor import Exact, exact_matmul
 from finn_transforms.native.spec import NativeMvauSpec
 
 
 @register_op("OrdinalDecode")
+@register_hw_op("OrdinalLUT")
 def _ordinal_decode(ins, ctx):
     from brevitas_minifloat.formats import as_format
     from finn_transforms.native.spec import ordinal_embedded
@@ -69,3 +73,16 @@ def _exact_dot_products(spec: NativeMvauSpec, codes: np.ndarray, x: np.ndarray) 
 
 
 register_hw_op("MVAU_minifloat")(native_mvau(_exact_dot_products))
+
+
+@register_hw_op("VVAU_minifloat")
+def _minifloat_vvau(ins, ctx):
+    import finn_transforms.native.vvau  # noqa: F401  (registers the op class with qonnx)
+
+    inst, _ = _inst(ctx)
+    try:
+        acc = inst.exact_output(_integers(ins[0], ctx), _const(ctx, 1), vvau_producer_type(ctx))
+    except (ValueError, OverflowError) as err:
+        raise ctx.fail(str(err)) from None
+    _check_acc(acc, ctx, inst)
+    return [Exact.from_ints(acc)]

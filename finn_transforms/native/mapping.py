@@ -7,7 +7,8 @@
   Mul, MultiThreshold outputting ``k = value / delta``); FINN's own MVAU computes. Wide formats are
   refused (E4M3 activations need 491,520 thresholds per channel, E4M3 weights INT19).
 - ``"native"``: every minifloat weight of a dense MatMul/Conv becomes a native layer
-  (`finn_transforms.native.hw_op.MVAU_minifloat`: weights as codes, exact accumulator) and every
+  (`finn_transforms.native.hw_op.MVAU_minifloat`: weights as codes, exact accumulator), of a
+  depthwise Conv a `finn_transforms.native.vvau.VVAU_minifloat`, and every
   minifloat activation quantizer whose consumers are all such layers (or the graph output) lowers
   to ordinal thresholds (`finn_transforms.native.ordinal`); other activations keep the embedding.
 - ``"auto"`` (the default): the embedding where it fits the limits (``max_weight_bits``,
@@ -78,13 +79,28 @@ def compute_consumers(model: ModelWrapper, tensor: str) -> Iterator[tuple[NodePr
 
 
 def is_dense_weighted(node: NodeProto) -> bool:
-    """A MatMul, or a Conv with ``group == 1`` (FINN's MVAU after im2col; depthwise is FINN's VVAU)."""
+    """A MatMul, or a Conv with ``group == 1`` (FINN's MVAU after im2col)."""
     if node.op_type == "MatMul":
         return True
     if node.op_type == "Conv":
         group = get_by_name(node.attribute, "group")
         return group is None or group.i == 1
     return False
+
+
+def is_depthwise(model: ModelWrapper, node: NodeProto) -> bool:
+    """A Conv with ``group`` = input channels = output channels (qonnx lowers it to a sparse MatMul,
+    FINN's VVAU)."""
+    group = get_by_name(node.attribute, "group")
+    if node.op_type != "Conv" or group is None or group.i == 1:
+        return False
+    ins, outs = model.get_tensor_shape(node.input[0]), model.get_tensor_shape(node.output[0])
+    return ins is not None and outs is not None and len(ins) > 1 and ins[1] == outs[1] == group.i
+
+
+def has_native_form(model: ModelWrapper, node: NodeProto) -> bool:
+    """A layer a native unit implements: dense (`MVAU_minifloat`) or depthwise (`VVAU_minifloat`)."""
+    return is_dense_weighted(node) or is_depthwise(model, node)
 
 
 def conv_pads(node: NodeProto) -> bool:
@@ -119,8 +135,8 @@ def upstream_quantizer(model: ModelWrapper, tensor: str) -> NodeProto | None:
 
 
 def ordinal_blockers(model: ModelWrapper, tensor: str, zero_is_first: bool) -> list[str]:
-    """Why the activation ``tensor`` cannot travel as ordinals: consumers that are not dense
-    MatMul/Conv layers with minifloat weights (or Convs that pad, when the ordinal of zero is not 0:
+    """Why the activation ``tensor`` cannot travel as ordinals: consumers that are not dense or
+    depthwise MatMul/Conv layers with minifloat weights (or Convs that pad, when the ordinal of zero is not 0:
     FINN pads with 0). Empty when every consumer can take ordinals."""
     from finn_transforms.transformation._common import label  # the lowering passes import this module
 
@@ -128,8 +144,8 @@ def ordinal_blockers(model: ModelWrapper, tensor: str, zero_is_first: bool) -> l
     for node, _ in compute_consumers(model, tensor):
         if node is None:
             continue
-        if not (is_dense_weighted(node) and has_minifloat_weight(model, node)):
-            bad.append(f"{label(node)} is not a dense MatMul/Conv with minifloat weights")
+        if not (has_native_form(model, node) and has_minifloat_weight(model, node)):
+            bad.append(f"{label(node)} is not a dense or depthwise MatMul/Conv with minifloat weights")
         elif conv_pads(node) and not zero_is_first:
             bad.append(f"{label(node)} pads its input, and FINN pads with 0, which is not the ordinal of 0.0 here")
     return bad

@@ -27,7 +27,7 @@ from brevitas_minifloat.formats import MinifloatFormat, as_format
 from finn_transforms.native.spec import ordinal_bits, ordinal_embedded
 from finn_transforms.thresholds import pair_thresholds
 
-__all__ = ["OrdinalDecode", "nonnegative_part", "ordinal_datatype", "ordinal_thresholds"]
+__all__ = ["OrdinalDecode", "decode_ordinals", "nonnegative_part", "ordinal_datatype", "ordinal_thresholds"]
 
 
 def ordinal_thresholds(fmt: MinifloatFormat | str, scale) -> np.ndarray:
@@ -54,6 +54,20 @@ def nonnegative_part(fmt: MinifloatFormat) -> MinifloatFormat | None:
         return None
     values = fmt.values()
     return unsigned if np.array_equal(unsigned.values(), values[values >= 0]) else None
+
+
+def decode_ordinals(fmt: MinifloatFormat, ordinals, where: str) -> np.ndarray:
+    """``value / delta`` (float32, exact: a minifloat value times a power of two) of integer ordinals
+    of ``fmt``; ``ValueError`` naming ``where`` for anything else."""
+    table = np.asarray(ordinal_embedded(fmt), dtype=np.float32)
+    o = np.asarray(ordinals)
+    idx = o.astype(np.int64)
+    if o.size and (not np.array_equal(idx, o) or idx.min() < 0 or idx.max() >= len(table)):
+        raise ValueError(
+            f"{where}: OrdinalDecode({fmt.name}) takes integer ordinals in [0, {len(table) - 1}], got values in "
+            f"[{o.min()}, {o.max()}]"
+        )
+    return table[idx]
 
 
 class OrdinalDecode(CustomOp):
@@ -88,16 +102,7 @@ class OrdinalDecode(CustomOp):
 
     def execute_node(self, context, graph):
         node = self.onnx_node
-        fmt = self.minifloat_format
-        table = np.asarray(ordinal_embedded(fmt), dtype=np.float32)
-        o = np.asarray(context[node.input[0]])
-        idx = o.astype(np.int64)
-        if o.size and (not np.array_equal(idx, o) or idx.min() < 0 or idx.max() >= len(table)):
-            raise ValueError(
-                f"{node.name}: OrdinalDecode({fmt.name}) takes integer ordinals in [0, {len(table) - 1}], got "
-                f"values in [{o.min()}, {o.max()}]"
-            )
-        k = table[idx]
+        k = decode_ordinals(self.minifloat_format, context[node.input[0]], node.name)
         if len(node.input) > 1:
             k = (k * np.asarray(context[node.input[1]], dtype=np.float32)).astype(np.float32)
         context[node.output[0]] = k

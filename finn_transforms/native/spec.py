@@ -129,7 +129,11 @@ def reference_mvau(spec: NativeMvauSpec, weight_codes, inputs) -> np.ndarray:
     x = spec.input_embedded(np.atleast_2d(inputs))
     if x.shape[-1] != spec.mw:
         raise ValueError(f"inputs must have mw = {spec.mw} elements in the last axis, got {x.shape}")
-    y = x @ w.T
+    return check_accumulator(spec, x @ w.T)
+
+
+def check_accumulator(spec: NativeMvauSpec, y: np.ndarray) -> np.ndarray:
+    """``y`` itself, or ``OverflowError`` when a dot product does not fit ``spec.acc_bits`` (signed)."""
     bound = 2 ** (spec.acc_bits - 1)
     if y.size and (min(y.flat) < -bound or max(y.flat) >= bound):
         raise OverflowError(f"a dot product does not fit the {spec.acc_bits}-bit accumulator")

@@ -5,7 +5,7 @@ then FINN's conversion of the rest to HW layers. The conversion: decodes moved t
 (after FINN's streamlining, which the intermediate ``step_streamline`` model shows untouched and
 executable in float32), FINN's transpose clean-up
 re-run (a decode between two transposes, or a transpose and a flatten, kept them from merging), ``[OrdinalDecode ->] MatMul``
--> ``MVAU_minifloat``. ``step_target_fps_parallelization``: `SetNativeFolding` for the native layers, then
+-> ``MVAU_minifloat`` (``VVAU_minifloat`` for depthwise MatMuls). ``step_target_fps_parallelization``: `SetNativeFolding` for the native layers, then
 FINN's folding of the others. Both are no-ops on graphs without native layers, so the build uses them in
 place of FINN's unconditionally (`finn_transforms.steps.REPLACED_FINN_STEPS`).
 
@@ -51,9 +51,14 @@ def convert_to_native(model: ModelWrapper) -> ModelWrapper:
     from finn_transforms.native.conversion import (
         AbsorbMulIntoOrdinalDecode,
         InferMVAU_minifloat,
+        InferOrdinalLUT,
+        InferVVAU_minifloat,
         MoveOrdinalDecodeForward,
+        SplitForkedOrdinalDecode,
         check_no_inner_decode,
     )
+
+    model = model.transform(SplitForkedOrdinalDecode())
 
     for _ in range(4):  # each round can expose another cancelling transpose pair
         before = len(model.graph.node)
@@ -68,7 +73,9 @@ def convert_to_native(model: ModelWrapper) -> ModelWrapper:
     model = model.transform(MoveOrdinalDecodeForward())
     max_acc = int(model.get_metadata_prop(_MAX_ACC_KEY) or DEFAULT_MAX_ACC_BITS)
     model = model.transform(InferMVAU_minifloat(max_acc_bits=max_acc))
+    model = model.transform(InferVVAU_minifloat(max_acc_bits=max_acc))
     model = model.transform(AbsorbMulIntoOrdinalDecode())
+    model = model.transform(InferOrdinalLUT())
     check_no_inner_decode(model)
     return model.transform(InferShapes()).transform(InferDataTypes()).transform(InferDataLayouts())
 

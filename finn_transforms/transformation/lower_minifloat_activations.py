@@ -108,12 +108,16 @@ class LowerMinifloatActivations(Transformation):
             blockers = ordinal_blockers(model, node.output[0], zero_is_first=out_fmt.values()[0] == 0)
         if not blockers:
             return True
-        if count > self.max_thresholds:
+        if count <= self.max_thresholds:
+            return False
+        if out_fmt is None:
             raise LoweringError(
                 f"cannot lower {label(node)}: {fmt.name} needs {count} thresholds per channel as integers (more "
-                f"than max_thresholds={self.max_thresholds}), and as ordinals for native layers: {blockers[0]}"
+                f"than max_thresholds={self.max_thresholds}), and as ordinals: {blockers[0]}"
             )
-        return False
+        # Ordinals anyway: the decode of the consumers that cannot take ordinals becomes a hardware
+        # lookup layer (`finn_transforms.native.decode_layer.OrdinalDecode_hw`) after streamlining.
+        return True
 
     def _lower(self, model: ModelWrapper, node: NodeProto) -> None:
         fmt = format_of(model, node)

@@ -11,7 +11,7 @@ from qonnx.util.basic import get_by_name
 
 from brevitas_minifloat.formats import MinifloatFormat
 from brevitas_minifloat.qonnx_contract import is_minifloat_quant, read_weight_format
-from finn_transforms.native.mapping import check_mapping, is_dense_weighted, mark_native_weight, upstream_quantizer
+from finn_transforms.native.mapping import check_mapping, has_native_form, mark_native_weight, upstream_quantizer
 from finn_transforms.thresholds import quantize_scaled, threshold_count
 from finn_transforms.transformation._common import (
     DEFAULT_MAX_THRESHOLDS,
@@ -81,7 +81,7 @@ class LowerMinifloatWeights(Transformation):
         """Whether this weight goes to a native layer (`finn_transforms.native.mapping`): always with
         ``"native"``; with ``"auto"`` when its embedding is too wide or its input will be ordinals
         (an activation quantizer whose embedding needs more than ``max_thresholds``)."""
-        if self.mapping == "embedding" or not is_dense_weighted(node):
+        if self.mapping == "embedding" or not has_native_form(model, node):
             return False
         if self.mapping == "native" or bits > self.max_weight_bits:
             return True
@@ -171,7 +171,7 @@ class LowerMinifloatWeights(Transformation):
                 + (
                     "; mapping='auto' or 'native' stores its codes in a native layer instead"
                     if self.mapping == "embedding"
-                    else f"; native layers are dense (this is a {node.op_type} with groups)"
+                    else f"; native layers are dense or depthwise (this is a {node.op_type} with groups)"
                 )
             )
         # float32 holds every k exactly: a minifloat value times a power of two (checked, not assumed)
