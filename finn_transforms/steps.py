@@ -44,6 +44,7 @@ from finn_transforms.transformation import (
     DEFAULT_MAX_THRESHOLDS,
     DEFAULT_MAX_WEIGHT_BITS,
     ClampXnorPopcountThresholds,
+    LowerIntegerActivations,
     LowerMinifloatActivations,
     LowerMinifloatWeights,
     LowerSyqGroupScales,
@@ -84,8 +85,10 @@ def lower_minifloat(
     weights + Mul, activation quantizers become MultiThreshold + Mul. SYQ ``Quant``/``BipolarQuant``
     weights with per-row / per-pixel scales become integers ``c * k_g`` + ``Mul(s)`` when
     ``a_g = s * k_g`` (`LowerSyqGroupScales`; per-layer / per-channel SYQ scales are FINN's own
-    business). Other quantizers of constants (e.g. of a bias) are left to constant folding. Other
-    integer ``Quant`` nodes are left for FINN. ``max_weight_bits`` bounds both kinds of integer weight.
+    business). Other quantizers of constants (e.g. of a bias) are left to constant folding. Integer
+    activation ``Quant`` nodes become MultiThreshold + Mul with tie-exact thresholds
+    (`LowerIntegerActivations`; FINN's own conversion rounds ties up); other integer ``Quant`` nodes
+    are left for FINN. ``max_weight_bits`` bounds both kinds of integer weight.
     ``mapping`` (``"auto"``, ``"native"``, ``"embedding"``; `finn_transforms.native.mapping`) picks the
     minifloat layers that become native layers: their activations lower to ordinal thresholds +
     ``OrdinalDecode``, their weights are marked for the native MVAU (the limits do not apply to them).
@@ -108,6 +111,7 @@ def lower_minifloat(
     model = model.transform(LowerMinifloatWeights(max_weight_bits, mapping=mapping, max_thresholds=max_thresholds))
     model = model.transform(LowerSyqGroupScales(max_weight_bits=max_weight_bits))
     model = model.transform(LowerMinifloatActivations(max_thresholds=max_thresholds, mapping=mapping))
+    model = model.transform(LowerIntegerActivations(max_thresholds=max_thresholds))
     left = [n for n in model.graph.node if is_minifloat_quant(n) and model.get_initializer(n.input[0]) is None]
     if left:  # pragma: no cover - the activation pass lowers or raises
         raise LoweringError(f"minifloat quantizers left after lowering: {[n.name for n in left]}")
@@ -217,6 +221,7 @@ def make_step_lower_minifloat(
     LowerMinifloatWeights(max_weight_bits)  # validate now, not in the middle of a build
     LowerSyqGroupScales(max_weight_bits)
     LowerMinifloatActivations(max_thresholds)
+    LowerIntegerActivations(max_thresholds)
     if int(max_acc_bits) < 2:
         raise ValueError(f"max_acc_bits must be >= 2, got {max_acc_bits}")
 

@@ -1,17 +1,20 @@
-"""Exact MultiThreshold thresholds for a scaled minifloat quantizer.
+"""Exact MultiThreshold thresholds for scaled minifloat and integer quantizers.
 
-A quantizer ``y = s * Q(fl(x / s))`` (``Q`` = `MinifloatFormat.quantize`, ``fl`` = float32
-division) is lowered to a MultiThreshold whose output is the embedded integer
-``k = Q(fl(x / s)) / delta`` (docs/design.md, "Semantics"), followed by ``Mul(s * delta)``.
+A quantizer is a monotone float32 code function ``f(x)`` followed by a scale: minifloat
+``Q(fl(x / s)) / delta`` (``Q`` = `MinifloatFormat.quantize`, ``fl`` = float32 division; value
+``k * s * delta``, docs/design.md, "Semantics"), or integer ``Quant`` ``clip(R(fl(fl(x / s) + z)),
+lo, hi)`` (`brevitas_minifloat.qonnx_contract.int_quant`; value ``(k - z) * s``). Either is lowered to
+a MultiThreshold that outputs ``out_bias + #{j : x >= T_j}``, followed by a ``Mul``.
 
-MultiThreshold outputs ``out_bias + #{j : x >= T_j}`` with ``out_bias = integer_min``. Between two
-consecutive grid values ``v_i < v_{i+1}`` the integer jumps by ``k_{i+1} - k_i`` (more than 1 in the
-upper binades), so that pair's threshold is repeated that many times. The threshold is the smallest
-float32 ``x`` with ``Q(fl(x / s)) >= v_{i+1}``: found by starting at ``fl(midpoint * s)`` and
-stepping with ``np.nextafter`` under the exact quantizer, so ties (round half to even), flush to zero
-with subnormals off, unsigned clamping and the float32 division are all honoured bit for bit.
-``x -> Q(fl(x / s))`` is monotone, so the thresholds are sorted and the threshold function equals the
-quantizer on every float32 input (NaN excepted: it counts as below every threshold).
+Each threshold is the smallest float32 ``x`` with ``f(x) >= c`` for the next code ``c``, found by
+bisection over the ordered float32 values evaluating ``f`` itself
+(`finn_transforms.exact.thresholding.float32_boundaries`, the search the exact reference uses), so
+ties (round half to even, or whichever rounding mode), flush to zero with subnormals off, unsigned
+clamping, zero points and the float32 division are all honoured bit for bit. ``f`` is monotone, so
+the thresholds are sorted and the threshold function equals the quantizer on every float32 input
+(NaN excepted: it counts as below every threshold). For a minifloat, the integer ``k`` jumps by
+``k_{i+1} - k_i`` between consecutive grid values (more than 1 in the upper binades), so that
+pair's threshold is repeated that many times.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import numpy as np
 import torch
 
 from brevitas_minifloat.formats import MinifloatFormat, as_format
-
-_MAX_STEPS = 4096
+from brevitas_minifloat.qonnx_contract.int_quant import int_quant_code
+from finn_transforms.exact.thresholding import float32_boundaries
 
 
 def threshold_count(fmt: MinifloatFormat | str) -> int:
@@ -59,33 +62,40 @@ def pair_thresholds(fmt: MinifloatFormat | str, scale) -> tuple[np.ndarray, np.n
     kint = fmt.integer_values()
     lo, hi = vals[:-1], vals[1:]
     jumps = np.diff(kint)
-    target = hi.astype(np.float32)[None, :]  # exact: every grid value is a float32 normal (or 0)
-    with np.errstate(over="ignore"):
-        x = (((lo + hi) / 2)[None, :] * s.astype(np.float64)).astype(np.float32)  # (C, P)
+    target = np.broadcast_to(hi.astype(np.float32)[None, :], (s.shape[0], hi.size))  # grid values are float32
+    x = _boundaries(lambda v: quantize_scaled(fmt, v, s), target, fmt.name, s)
+    return x, jumps
 
-    def reaches(v: np.ndarray) -> np.ndarray:
-        return quantize_scaled(fmt, v, s) >= target  # -0.0 >= 0.0 holds, as it should
 
-    up, down = np.float32(np.inf), np.float32(-np.inf)
-    for _ in range(_MAX_STEPS):
-        ok = reaches(x)
-        with np.errstate(over="ignore"):  # nextafter(inf) when a midpoint overflowed; refused below
-            below = np.nextafter(x, down)
-        move_down = ok & reaches(below)
-        move_up = ~ok
-        if not (move_down.any() or move_up.any()):
-            break
-        x = np.where(move_down, below, np.where(move_up, np.nextafter(x, up), x))
-    else:  # pragma: no cover - the start is within a few ulps of the answer
-        raise RuntimeError(f"threshold search for {fmt.name} did not converge")
+def _boundaries(code_fn, targets: np.ndarray, what: str, scale: np.ndarray) -> np.ndarray:
+    """`float32_boundaries`, refusing codes no finite input reaches (``ValueError``)."""
+    x = float32_boundaries(code_fn, targets)
     if not np.all(np.isfinite(x)):
         raise ValueError(
-            f"{fmt.name}: thresholds overflow float32 for scale max {float(s.max())}: the quantizer's "
-            "upper grid values are unreachable by finite inputs"
+            f"{what}: thresholds overflow float32 for scale max {float(np.max(scale))}: the quantizer's "
+            "upper codes are unreachable by finite inputs"
         )
     if np.any(np.diff(x, axis=1) < 0):  # pragma: no cover - Q(fl(x/s)) is monotone in x
-        raise RuntimeError(f"thresholds for {fmt.name} are not monotone")
-    return x, jumps
+        raise RuntimeError(f"thresholds for {what} are not monotone")
+    return x
+
+
+def int_quant_thresholds(lo: int, hi: int, scale, zero_point=0.0, rounding_mode: str = "ROUND") -> np.ndarray:
+    """Thresholds of an integer ``Quant`` with codes ``lo..hi``: shape ``(C, hi - lo)`` float32, one row
+    per element of ``scale`` and ``zero_point`` broadcast together and flattened.
+
+    ``T[c, j]`` is the smallest float32 ``x`` with ``int_quant_code(x, s_c, z_c, lo, hi, mode) >= lo + j + 1``,
+    so MultiThreshold over row ``c`` with ``out_bias = lo - z_c`` outputs exactly ``code - z_c``
+    for every float32 ``x``. Raises ``ValueError`` for non-positive/non-finite scales, unknown rounding
+    modes and thresholds beyond float32's range.
+    """
+    if hi <= lo:
+        raise ValueError(f"a quantizer with a single code ([{lo}, {hi}]) is a constant, not a threshold function")
+    s, z = np.broadcast_arrays(np.asarray(scale, dtype=np.float32), np.asarray(zero_point, dtype=np.float32))
+    s, z = _check_scale(s)[:, None], z.reshape(-1)[:, None]
+    int_quant_code(np.float32(0), 1, 0, lo, hi, rounding_mode)  # unknown modes raise here
+    targets = np.broadcast_to(np.arange(lo + 1, hi + 1, dtype=np.float64)[None, :], (s.shape[0], hi - lo))
+    return _boundaries(lambda v: int_quant_code(v, s, z, lo, hi, rounding_mode), targets, f"Quant [{lo}, {hi}]", s)
 
 
 def minifloat_thresholds(fmt: MinifloatFormat | str, scale) -> np.ndarray:

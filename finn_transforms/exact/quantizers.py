@@ -20,20 +20,10 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from brevitas_minifloat.qonnx_contract.int_quant import ROUNDING_MODES, int_quant_code, int_quant_range
 from finn_transforms.exact.reference import Context, register_op
 from finn_transforms.exact.tensor import Exact, ExactError, fraction_gcd
 from finn_transforms.exact.thresholding import count_reached, float32_boundaries, group_index
-
-_ROUNDING = {
-    "ROUND": np.round,  # numpy rounds half to even, as torch.round
-    "HALF_EVEN": np.round,
-    "CEIL": np.ceil,
-    "FLOOR": np.floor,
-    "DOWN": np.trunc,
-    "UP": lambda v: np.sign(v) * np.ceil(np.abs(v)),
-    "HALF_UP": lambda v: np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)),
-    "HALF_DOWN": lambda v: np.sign(v) * np.ceil(np.abs(v) - np.float32(0.5)),
-}
 
 
 def _params(ins: list, ctx: Context, indices: tuple[int, ...]) -> list[np.ndarray]:
@@ -94,7 +84,7 @@ def _quant(ins, ctx):
     bits = int(bits)
     signed, narrow = int(ctx.attr("signed", 1)), int(ctx.attr("narrow", 0))
     mode = str(ctx.attr("rounding_mode", "ROUND")).upper()
-    if mode not in _ROUNDING:
+    if mode not in ROUNDING_MODES:
         raise ctx.fail(f"rounding mode {mode!r}")
     if bits == 1 and signed:
         codes = np.array([-1, 1])
@@ -103,13 +93,11 @@ def _quant(ins, ctx):
             return np.where(v / sv + zv >= 0, 1, -1)
 
     else:
-        lo = -(2 ** (bits - 1)) + int(narrow) if signed else 0
-        hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - int(narrow)
+        lo, hi = int_quant_range(bits, bool(signed), bool(narrow))
         codes = np.arange(lo, hi + 1)
-        rnd = _ROUNDING[mode]
 
         def code_fn(v, sv, zv):
-            return np.clip(rnd(v / sv + zv), lo, hi)
+            return int_quant_code(v, sv, zv, lo, hi, mode)
 
     return [_quantize(ins[0], ctx, [s, z], codes, code_fn, lambda sv, zv: (Fraction(sv), int(zv)))]
 

@@ -8,6 +8,7 @@ from finn_transforms.transformation.clip_thresholds_on_unsigned_inputs import Cl
 from finn_transforms.transformation.clamp_xnor_popcount_thresholds import ClampXnorPopcountThresholds
 from finn_transforms.transformation.exact_absorbed_thresholds import ExactAbsorbedThresholds
 from finn_transforms.transformation.lower_average_pools import LowerAveragePoolsToSums
+from finn_transforms.transformation.lower_integer_activations import LowerIntegerActivations
 from finn_transforms.transformation.lower_minifloat_activations import LowerMinifloatActivations
 from finn_transforms.transformation.lower_minifloat_weights import LowerMinifloatWeights
 from finn_transforms.transformation.lower_syq_group_scales import LowerSyqGroupScales
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_MAX_WEIGHT_BITS",
     "ExactAbsorbedThresholds",
     "LowerAveragePoolsToSums",
+    "LowerIntegerActivations",
     "LowerMinifloatActivations",
     "LowerMinifloatWeights",
     "LowerSyqGroupScales",

@@ -123,3 +123,76 @@ def scale_output(model: ModelWrapper, node: NodeProto, scale: np.ndarray, suffix
         model.graph.node.insert(pos + 1, helper.make_node("Add", [mul_out, bname], [out], name=f"{base}_bias"))
         if not model.find_consumers(bias) and model.get_initializer(bias) is not None:
             model.del_initializer(bias)
+
+
+_CHANNELS_FIRST = {2: "NC", 3: "NCW", 4: "NCHW"}
+_CHANNELS_LAST = {2: "NC", 3: "NWC", 4: "NHWC"}
+
+
+def activation_channel_axis(node: NodeProto, scale_shape: tuple[int, ...], rank: int | None) -> int | None:
+    """The one axis an activation quantizer's parameters vary along (right-aligned against its input,
+    numpy broadcasting), ``None`` per tensor; LoweringError when MultiThreshold cannot address it."""
+    if int(np.prod(scale_shape)) == 1:
+        return None
+    if rank is None:
+        raise LoweringError(f"cannot lower {label(node)}: per-channel scale but the input shape is unknown (run InferShapes)")
+    if len(scale_shape) > rank:
+        raise LoweringError(f"cannot lower {label(node)}: scale of rank {len(scale_shape)} for an input of rank {rank}")
+    padded = (1,) * (rank - len(scale_shape)) + tuple(scale_shape)
+    axes = [i for i, d in enumerate(padded) if d != 1]
+    if len(axes) != 1:
+        raise LoweringError(f"cannot lower {label(node)}: the scale {tuple(scale_shape)} varies along several axes")
+    if axes[0] not in (1, rank - 1):
+        raise LoweringError(
+            f"cannot lower {label(node)}: the scale varies along axis {axes[0]}; MultiThreshold only supports "
+            "channels on axis 1 or the last axis"
+        )
+    return axes[0]
+
+
+def absorbable_relu(model: ModelWrapper, x: str) -> NodeProto | None:
+    """The ``Relu`` producing ``x`` when it feeds only the quantizer (so it can be absorbed), else None."""
+    relu = model.find_producer(x)
+    if relu is not None and relu.op_type == "Relu" and len(model.find_consumers(x)) == 1 and x not in {
+        o.name for o in model.graph.output
+    }:
+        return relu
+    return None
+
+
+def threshold_layout(model: ModelWrapper, x: str, axis: int | None, rank: int | None) -> str | None:
+    """MultiThreshold ``data_layout`` for input ``x``: from the channel axis, else the tensor's layout
+    annotation, else channels-first by rank."""
+    if axis is None:
+        annotated = model.get_tensor_layout(x)
+        return "".join(annotated) if annotated is not None else _CHANNELS_FIRST.get(rank)
+    return (_CHANNELS_FIRST if axis == 1 else _CHANNELS_LAST)[rank]
+
+
+def make_multithreshold(
+    model: ModelWrapper, x: str, thresholds: np.ndarray, out_bias: float, out_dtype, layout: str | None,
+    shape, name: str,
+) -> tuple[NodeProto, str]:
+    """A MultiThreshold node (qonnx general domain) on ``x`` and its new output tensor's name."""
+    t_name = model.make_new_valueinfo_name()
+    model.set_initializer(t_name, np.asarray(thresholds, dtype=np.float32))
+    k_name = model.make_new_valueinfo_name()
+    if shape is not None:
+        model.set_tensor_shape(k_name, shape)
+    model.set_tensor_datatype(k_name, out_dtype)
+    attrs = dict(out_dtype=out_dtype.name, out_bias=float(out_bias))
+    if layout:
+        attrs["data_layout"] = layout
+    node = helper.make_node("MultiThreshold", [x, t_name], [k_name], domain="qonnx.custom_op.general", name=name, **attrs)
+    return node, k_name
+
+
+def replace_quantizer(model: ModelWrapper, node: NodeProto, new_nodes: list[NodeProto]) -> None:
+    """Put ``new_nodes`` where the quantizer ``node`` was, remove it and its now unused constants."""
+    pos = list(model.graph.node).index(node)
+    for new in reversed(new_nodes):
+        model.graph.node.insert(pos, new)
+    model.graph.node.remove(node)
+    for name in node.input[1:]:
+        if name and not model.find_consumers(name) and model.get_initializer(name) is not None:
+            model.del_initializer(name)

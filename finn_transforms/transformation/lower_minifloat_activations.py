@@ -16,14 +16,16 @@ from finn_transforms.thresholds import pair_thresholds, threshold_count
 from finn_transforms.transformation._common import (
     DEFAULT_MAX_THRESHOLDS,
     LoweringError,
+    absorbable_relu,
+    activation_channel_axis,
     format_of,
     label,
+    make_multithreshold,
+    replace_quantizer,
     scale_of,
     scale_times_delta,
+    threshold_layout,
 )
-
-_CHANNELS_FIRST = {2: "NC", 3: "NCW", 4: "NCHW"}
-_CHANNELS_LAST = {2: "NC", 3: "NWC", 4: "NHWC"}
 
 
 class LowerMinifloatActivations(Transformation):
@@ -68,35 +70,6 @@ class LowerMinifloatActivations(Transformation):
                 return model, True
         return model, False
 
-    @staticmethod
-    def _channel_axis(model: ModelWrapper, node: NodeProto, scale: np.ndarray, rank: int | None):
-        if scale.size == 1:
-            return None
-        if rank is None:
-            raise LoweringError(f"cannot lower {label(node)}: per-channel scale but the input shape is unknown (run InferShapes)")
-        if scale.ndim > rank:
-            raise LoweringError(f"cannot lower {label(node)}: scale of rank {scale.ndim} for an input of rank {rank}")
-        padded = (1,) * (rank - scale.ndim) + scale.shape
-        axes = [i for i, d in enumerate(padded) if d != 1]
-        if len(axes) != 1:
-            raise LoweringError(f"cannot lower {label(node)}: the scale {scale.shape} varies along several axes")
-        axis = axes[0]
-        if axis not in (1, rank - 1):
-            raise LoweringError(
-                f"cannot lower {label(node)}: the scale varies along axis {axis}; MultiThreshold only supports "
-                "channels on axis 1 or the last axis"
-            )
-        return axis
-
-    @staticmethod
-    def _absorbable_relu(model: ModelWrapper, x: str) -> NodeProto | None:
-        relu = model.find_producer(x)
-        if relu is not None and relu.op_type == "Relu" and len(model.find_consumers(x)) == 1 and x not in {
-            o.name for o in model.graph.output
-        }:
-            return relu
-        return None
-
     def _ordinal(self, model: ModelWrapper, node: NodeProto, fmt: MinifloatFormat, out_fmt, count: int) -> bool:
         """Whether this quantizer lowers to ordinal thresholds (the mapping rule, module docstring of
         `finn_transforms.native.mapping`)."""
@@ -123,7 +96,7 @@ class LowerMinifloatActivations(Transformation):
         fmt = format_of(model, node)
         count = threshold_count(fmt)
         x = node.input[0]
-        relu = self._absorbable_relu(model, x)
+        relu = absorbable_relu(model, x)
         out_fmt = nonnegative_part(fmt) if relu is not None else fmt
         ordinal = self._ordinal(model, node, fmt, out_fmt, count)
         if not ordinal and count > self.max_thresholds:
@@ -137,7 +110,7 @@ class LowerMinifloatActivations(Transformation):
         rank = len(shape) if shape is not None else None
         if rank is not None and rank < 2:
             raise LoweringError(f"cannot lower {label(node)}: MultiThreshold needs an input of rank >= 2, got {rank}")
-        axis = self._channel_axis(model, node, scale, rank)
+        axis = activation_channel_axis(node, scale.shape, rank)
         try:
             T, jumps = pair_thresholds(fmt, scale)
         except ValueError as err:
@@ -155,30 +128,13 @@ class LowerMinifloatActivations(Transformation):
         else:
             thresholds = np.repeat(T, jumps, axis=1).astype(np.float32)
 
-        if axis is None:
-            annotated = model.get_tensor_layout(x)
-            layout = "".join(annotated) if annotated is not None else _CHANNELS_FIRST.get(rank)
-        else:
-            layout = (_CHANNELS_FIRST if axis == 1 else _CHANNELS_LAST)[rank]
+        layout = threshold_layout(model, x, axis, rank)
         sd = scale_times_delta(scale, fmt, node)
         if sd.size == 1 and (rank is None or sd.ndim <= rank):
             sd = np.asarray(sd.reshape(-1)[0], dtype=np.float32)
 
         base = node.name or node.output[0]
-        t_name = model.make_new_valueinfo_name()
-        model.set_initializer(t_name, thresholds)
-        k_name = model.make_new_valueinfo_name()
-        if shape is not None:
-            model.set_tensor_shape(k_name, shape)
-        attrs = dict(out_dtype=out_dtype.name, out_bias=float(out_bias))
-        if layout:
-            attrs["data_layout"] = layout
-        mt = helper.make_node(
-            "MultiThreshold", [x, t_name], [k_name], domain="qonnx.custom_op.general", name=f"{base}_thresholds", **attrs
-        )
-        sd_name = model.make_new_valueinfo_name()
-        model.set_initializer(sd_name, sd)
-        model.set_tensor_datatype(k_name, out_dtype)
+        mt, k_name = make_multithreshold(model, x, thresholds, out_bias, out_dtype, layout, shape, f"{base}_thresholds")
         new_nodes = [mt]
         if ordinal:
             o_name, k_name = k_name, model.make_new_valueinfo_name()
@@ -191,11 +147,7 @@ class LowerMinifloatActivations(Transformation):
                     format=out_fmt.name,
                 )
             )
+        sd_name = model.make_new_valueinfo_name()
+        model.set_initializer(sd_name, sd)
         new_nodes.append(helper.make_node("Mul", [k_name, sd_name], [node.output[0]], name=f"{base}_scale"))
-        pos = list(model.graph.node).index(node)
-        for new in reversed(new_nodes):
-            model.graph.node.insert(pos, new)
-        model.graph.node.remove(node)
-        for name in node.input[1:]:
-            if name and not model.find_consumers(name) and model.get_initializer(name) is not None:
-                model.del_initializer(name)
+        replace_quantizer(model, node, new_nodes)
