@@ -497,7 +497,7 @@ def test_mlp_float_scales_finn_hw():
 
 @pytest.mark.needs_finn
 def test_mixed_integer_and_minifloat_finn():
-    """Integer ``Quant`` layers next to minifloat ones: ours lowered first, FINN converts the rest."""
+    """Integer ``Quant`` layers next to minifloat ones: activations lowered by us, FINN converts the integer weights."""
     rng = np.random.default_rng(7)
     fw1, fa1 = MinifloatFormat.parse("E3M2"), MinifloatFormat.parse("E2M2_U")
     model = new_model({"x": [1, 10]}, {"y": [1, 3]})
@@ -514,15 +514,16 @@ def test_mixed_integer_and_minifloat_finn():
             int_quant_node(model, "W2", "W2q", F32(2.0**-2), 4, True, "qw2", narrow=True),  # INT4 weights
             helper.make_node("MatMul", ["hq", "W2q"], ["h2"], name="mm2"),
             helper.make_node("Relu", ["h2"], ["h2r"], name="relu2"),
-            # UINT4 output. Its scale is not a power of two on purpose: FINN's own Quant -> MultiThreshold
-            # conversion places thresholds at plain midpoints, which round ties up where Quant rounds
-            # them to even; with power-of-two scales this graph hits such ties (FINN's, not ours).
-            int_quant_node(model, "h2r", "y", F32(0.1373), 4, False, "qa2"),
+            # UINT4 output at a power-of-two scale: this graph hits its ties, which FINN's own conversion
+            # (half-step thresholds) rounded up; LowerIntegerActivations rounds them to even, as Quant does.
+            int_quant_node(model, "h2r", "y", F32(0.125), 4, False, "qa2"),
         ],
     )
     x = np.concatenate([(rng.integers(-128, 128, size=(16, 10)) / 16), rng.normal(size=(16, 10)) * 4]).astype(F32)
     lowered = lower_minifloat(model)
-    assert {n.op_type for n in lowered.graph.node} >= {"Quant", "MultiThreshold", "MatMul"}
+    # integer weights stay Quant nodes for FINN; every activation quantizer is a MultiThreshold
+    assert [n.input[0] for n in lowered.graph.node if n.op_type == "Quant"] == ["W2"]
+    assert [n.op_type for n in lowered.graph.node].count("MultiThreshold") == 3
     np.testing.assert_array_equal(run_rows(lowered, x), run_rows(model, x))
     hw = finn_hw(model)
     assert hw_op_types(hw).count("MVAU") == 2, hw_op_types(hw)
