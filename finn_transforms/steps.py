@@ -1,7 +1,8 @@
 """FINN builder steps for minifloat and SYQ codebook models.
 
 ``step_lower_minifloat`` runs the exact lowering passes (`finn_transforms.transformation`: minifloat
-weights and activations, and SYQ weights whose per-row / per-pixel scales share a fixed-point grid)
+weights and activations, integer activations (FINN's own conversion rounds their ties up), and SYQ
+weights whose per-row / per-pixel scales share a fixed-point grid)
 and goes before FINN's ``step_qonnx_to_finn`` (one step for both kinds of model; SYQ weights per layer
 or output channel need no step, FINN folds them). Use it as the string
 ``"finn_transforms.steps.step_lower_minifloat"`` or the callable, e.g. with `finn_transforms.build.build_estimates`::
@@ -187,8 +188,8 @@ def _step(
 
 
 def step_lower_minifloat(model: ModelWrapper, cfg: Any) -> ModelWrapper:
-    """Builder step: exact lowering of minifloat quantizers and SYQ row/pixel weights; put it before
-    ``step_qonnx_to_finn``.
+    """Builder step: exact lowering of minifloat quantizers, integer activations and SYQ row/pixel
+    weights; put it before ``step_qonnx_to_finn``.
 
     Limits and the mapping come from ``cfg.minifloat_max_weight_bits`` /
     ``cfg.minifloat_max_thresholds`` / ``cfg.minifloat_mapping`` / ``cfg.minifloat_max_acc_bits``

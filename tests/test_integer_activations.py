@@ -7,6 +7,7 @@ hand-picked ties; whole models go through `finn_transforms.verify` against the e
 
 from __future__ import annotations
 
+import brevitas.nn as qnn
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,9 @@ from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import qonnx_make_model
+from torch import nn
 
+from brevitas_minifloat.zoo import calibrate, parse_spec
 from finn_transforms.transformation import LowerIntegerActivations, LoweringError
 
 F32 = np.float32
@@ -205,9 +208,18 @@ def test_finn_conversion_rounds_ties_up_and_ours_does_not():
 
 
 def _int_q(spec: str, unsigned: bool = False):
-    from brevitas_minifloat.zoo import parse_spec
-
     return parse_spec(spec).act_quant(unsigned=unsigned, power_of_two=True, collect_stats_steps=4)
+
+
+def _int_model(*layers, inputs: torch.Tensor) -> nn.Sequential:
+    """INT4 input quantizer, ``layers`` (INT4 power-of-two weights), INT8 output quantizer; calibrated."""
+    torch.manual_seed(0)
+    model = nn.Sequential(qnn.QuantIdentity(act_quant=_int_q("INT4")), *layers, qnn.QuantIdentity(act_quant=_int_q("INT8")))
+    return calibrate(model, inputs=inputs)
+
+
+def _w4():
+    return parse_spec("INT4").weight_quant(power_of_two=True)
 
 
 def _tie_batch(model, shape, n: int, seed: int = 0) -> torch.Tensor:
@@ -231,44 +243,25 @@ def _verify(model, x, tmp_path):
 
 @pytest.mark.needs_finn
 def test_integer_mlp_verifies_exactly_on_ties(tmp_path):
-    import brevitas.nn as qnn
-    from torch import nn
-
-    from brevitas_minifloat.zoo import calibrate, parse_spec
-
-    torch.manual_seed(0)
-    w = parse_spec("INT4").weight_quant(power_of_two=True)
-    model = nn.Sequential(
-        qnn.QuantIdentity(act_quant=_int_q("INT4")),
-        qnn.QuantLinear(12, 8, bias=False, weight_quant=w), qnn.QuantReLU(act_quant=_int_q("INT4", True)),
-        qnn.QuantLinear(8, 4, bias=False, weight_quant=w), qnn.QuantIdentity(act_quant=_int_q("INT8")),
+    model = _int_model(
+        qnn.QuantLinear(12, 8, bias=False, weight_quant=_w4()), qnn.QuantReLU(act_quant=_int_q("INT4", True)),
+        qnn.QuantLinear(8, 4, bias=False, weight_quant=_w4()), inputs=torch.randn(64, 12) * 2,
     )
-    calibrate(model, inputs=torch.randn(64, 12) * 2)
     _verify(model, _tie_batch(model, (12,), 16), tmp_path)
 
 
 @pytest.mark.needs_finn
 def test_integer_gap_head_verifies_exactly_on_ties(tmp_path):
-    import brevitas.nn as qnn
-    from torch import nn
-
-    from brevitas_minifloat.zoo import calibrate, parse_spec
-
-    torch.manual_seed(0)
-    w = parse_spec("INT4").weight_quant(power_of_two=True)
-    model = nn.Sequential(
-        qnn.QuantIdentity(act_quant=_int_q("INT4")),
-        qnn.QuantConv2d(2, 4, 3, padding=1, bias=False, weight_quant=w), qnn.QuantReLU(act_quant=_int_q("INT4", True)),
+    model = _int_model(
+        qnn.QuantConv2d(2, 4, 3, padding=1, bias=False, weight_quant=_w4()), qnn.QuantReLU(act_quant=_int_q("INT4", True)),
         nn.AdaptiveAvgPool2d(1), qnn.QuantIdentity(act_quant=_int_q("INT4")), nn.Flatten(),
-        qnn.QuantLinear(4, 3, bias=False, weight_quant=w), qnn.QuantIdentity(act_quant=_int_q("INT8")),
+        qnn.QuantLinear(4, 3, bias=False, weight_quant=_w4()), inputs=torch.randn(64, 2, 4, 4) * 2,
     )
-    calibrate(model, inputs=torch.randn(64, 2, 4, 4) * 2)
     _verify(model, _tie_batch(model, (2, 4, 4), 12), tmp_path)
 
 
 @pytest.mark.needs_finn
 def test_integer_residual_block_verifies_exactly_on_ties(tmp_path):
-    from brevitas_minifloat.zoo import calibrate
     from tests.test_topology import _Residual
 
     torch.manual_seed(0)

@@ -215,8 +215,9 @@ def test_lowering_leaves_the_input_model_and_other_quant_nodes_alone(tmp_path):
     before = qonnx.model.SerializeToString()
     lowered = lower_minifloat(qonnx)
     assert qonnx.model.SerializeToString() == before
-    # activation Quant nodes stay for FINN; the lowered graph executes like the QONNX one
-    assert len(lowered.get_nodes_by_op_type("Quant")) == 3
+    # the 3 activation Quant nodes become MultiThresholds (LowerIntegerActivations), none is left for
+    # FINN; the lowered graph executes like the QONNX one
+    assert not lowered.get_nodes_by_op_type("Quant") and len(lowered.get_nodes_by_op_type("MultiThreshold")) == 3
     xs = x[:1].numpy()
     a = execute_onnx(qonnx, {qonnx.graph.input[0].name: xs})[qonnx.graph.output[0].name]
     b = execute_onnx(lowered, {lowered.graph.input[0].name: xs})[lowered.graph.output[0].name]

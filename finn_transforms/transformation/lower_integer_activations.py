@@ -66,10 +66,11 @@ class LowerIntegerActivations(Transformation):
     channel: the Relu is absorbed exactly (negative inputs give the code of 0 either way): only the
     thresholds above zero are kept and ``out_bias`` is the code of 0 minus ``z``.
 
-    Left to FINN (its handlers are exact for them or do not concern ties): 1-bit signed ``Quant``
-    (qonnx executes it as bipolar, ``x >= 0``), ``BipolarQuant``, quantizers after a ``Selu`` (FINN
-    folds the Selu into the thresholds), and quantizers needing more than ``max_thresholds``
-    thresholds per channel (``2^bits - 1``; FINN itself converts up to 8 bits by default).
+    Left to FINN's conversion, as before this pass: 1-bit signed ``Quant`` and ``BipolarQuant``
+    (``x >= 0``: no ties to get wrong), quantizers after a ``Selu`` (FINN folds the Selu into the
+    thresholds through ``log``; not a tie-exact lowering, and not one of ours), and quantizers needing
+    more than ``max_thresholds`` thresholds per channel (``2^bits - 1``; FINN itself converts only up
+    to ``max_multithreshold_bit_width``, 8 bits by default, and leaves wider ones unconverted).
 
     Refused with `LoweringError` naming the node: non-constant scale / zero point / bit width,
     non-positive or non-finite scales, non-integer zero points or bit widths, rounding modes qonnx does
