@@ -14,6 +14,7 @@ Every number in the generated document comes from this run.
                                        [--topologies resnet8,ds_cnn] [--formats INT4,E2M3]
                                        [--mobilenet-size 96] [--work DIR] [--json results.json]
     python scripts/topologies_table.py --from-json a.json b.json     # one document from split runs
+                                       # (with --update: these rows replace theirs in --out, the rest stay)
     python scripts/topologies_table.py --update --topologies resnet8 --formats INT4,INT8
                                        # rerun only these cells; the other rows of --out are kept as they are
 """
@@ -224,7 +225,8 @@ def main() -> None:
         rows = [row for path in args.from_json for row in json.loads(path.read_text())]
         elapsed = sum(r.get("wall_s", 0) for r in rows)
         existing = args.out.read_text() if args.out.exists() else ""
-        args.out.write_text(render(rows, args, elapsed) + _appended_sections(existing))
+        kept = kept_rows(existing, {(r["key"], r["format"]) for r in rows}) if args.update else None
+        args.out.write_text(render(rows, args, elapsed, kept) + _appended_sections(existing))
         print(f"wrote {args.out}")
         return
     keys = [k.strip() for k in args.topologies.split(",") if k.strip()]

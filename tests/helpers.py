@@ -6,6 +6,7 @@ markers of ``tests/conftest.py`` skip tests with that reason.
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -61,6 +62,7 @@ def load_script(name: str) -> ModuleType:
     path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"scripts_{name}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -143,3 +145,60 @@ def assert_float32_matches_reference(model, x, got) -> None:
         rounding_only = np.abs(value - want) <= 2.0**-23 * np.abs(want)
         bad = ~rounding_only & ~tainted
         assert not bad.any(), f"row {i}: {int(bad.sum())} outputs differ from the exact reference, unexplained"
+
+
+def topology_act_quant(spec: str, unsigned: bool = False, per_channel: bool = False, channels: int | None = None, pot: bool = True):
+    """Activation quantizer of the topology tests: power-of-two scales, short calibration."""
+    from brevitas_minifloat.zoo import parse_spec
+
+    fs = parse_spec(spec)
+    if per_channel:
+        from brevitas_minifloat import minifloat_act_quant
+
+        return minifloat_act_quant(fs.minifloat if not unsigned else fs.unsigned_name(), power_of_two=pot,
+                                   per_channel=True, channels=channels, collect_stats_steps=4)
+    return fs.act_quant(unsigned=unsigned, power_of_two=True, collect_stats_steps=4)
+
+
+def topology_weight_quant(spec: str):
+    """Weight quantizer of the topology tests: power-of-two scales."""
+    from brevitas_minifloat.zoo import parse_spec
+
+    return parse_spec(spec).weight_quant(power_of_two=True)
+
+
+def residual_block(act: str, weight: str, *, down: bool = False, shortcut_act: str | None = None, c: int = 4):
+    """One ResNet block + GAP head (a Brevitas module, ``input_shape`` (1, c, 8, 8)); ``shortcut_act`` set:
+    separate quantizer of that format at the add."""
+    import brevitas.nn as qnn
+    from torch import nn
+
+    class ResidualBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            out = 2 * c if down else c
+            self.inp = qnn.QuantIdentity(act_quant=topology_act_quant(act))
+            self.body = nn.Sequential(
+                qnn.QuantConv2d(c, c, 3, padding=1, bias=False, weight_quant=topology_weight_quant(weight)),
+                nn.BatchNorm2d(c),
+                qnn.QuantReLU(act_quant=topology_act_quant(act, True)),
+                qnn.QuantConv2d(c, out, 3, padding=1, stride=2 if down else 1, bias=False,
+                                weight_quant=topology_weight_quant(weight)),
+            )
+            self.shortcut = (qnn.QuantConv2d(c, out, 1, stride=2, bias=False, weight_quant=topology_weight_quant(weight))
+                             if down else nn.Identity())
+            self.q_add = qnn.QuantIdentity(act_quant=topology_act_quant(act))
+            self.q_short = self.q_add if shortcut_act is None else qnn.QuantIdentity(act_quant=topology_act_quant(shortcut_act))
+            self.relu = qnn.QuantReLU(act_quant=topology_act_quant(act, True))
+            self.head = nn.Sequential(
+                nn.AdaptiveAvgPool2d(1), qnn.QuantIdentity(act_quant=topology_act_quant(act, True)), nn.Flatten(),
+                qnn.QuantLinear(out, 3, bias=False, weight_quant=topology_weight_quant(weight)),
+                qnn.QuantIdentity(act_quant=topology_act_quant(act)),
+            )
+            self.input_shape = (1, c, 8, 8)
+
+        def forward(self, x):
+            x = self.inp(x)
+            return self.head(self.relu(self.q_add(self.body(x)) + self.q_short(self.shortcut(x))))
+
+    return ResidualBlock()

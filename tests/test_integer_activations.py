@@ -262,10 +262,10 @@ def test_integer_gap_head_verifies_exactly_on_ties(tmp_path):
 
 @pytest.mark.needs_finn
 def test_integer_residual_block_verifies_exactly_on_ties(tmp_path):
-    from tests.test_topology import _Residual
+    from tests.helpers import residual_block
 
     torch.manual_seed(0)
-    model = calibrate(_Residual("INT4", "INT4", shortcut_act="INT6"), batches=4, batch_size=16)
+    model = calibrate(residual_block("INT4", "INT4", shortcut_act="INT6"), batches=4, batch_size=16)
     s = float(model.inp.act_quant.scale())
     rng = np.random.default_rng(1)
     x = np.where(rng.random((8, 4, 8, 8)) < 0.5, (2 * rng.integers(-3, 3, (8, 4, 8, 8)) + 0.5) * s,

@@ -21,6 +21,9 @@ from torch import nn
 from brevitas_minifloat import MinifloatFormat
 from brevitas_minifloat.zoo import calibrate, parse_spec
 from finn_transforms.transformation.exact_thresholds import integer_thresholds
+from tests.helpers import residual_block as _Residual
+from tests.helpers import topology_act_quant as _q
+from tests.helpers import topology_weight_quant as _w
 
 needs_finn = pytest.mark.needs_finn
 
@@ -205,46 +208,6 @@ def test_finn_eltwise_add_before_fork_drops_a_forked_mul_but_our_order_is_exact(
 
 
 # ----------------------------------------------------------------------------- models through verify
-
-
-def _q(spec: str, unsigned: bool = False, per_channel: bool = False, channels: int | None = None, pot: bool = True):
-    fs = parse_spec(spec)
-    if per_channel:
-        from brevitas_minifloat import minifloat_act_quant
-
-        return minifloat_act_quant(fs.minifloat if not unsigned else fs.unsigned_name(), power_of_two=pot,
-                                   per_channel=True, channels=channels, collect_stats_steps=4)
-    return fs.act_quant(unsigned=unsigned, power_of_two=True, collect_stats_steps=4)
-
-
-def _w(spec: str):
-    return parse_spec(spec).weight_quant(power_of_two=True)
-
-
-class _Residual(nn.Module):
-    """One ResNet block + GAP head; ``shortcut_act`` set: separate quantizer of that format at the add."""
-
-    def __init__(self, act: str, weight: str, *, down: bool = False, shortcut_act: str | None = None, c: int = 4):
-        super().__init__()
-        out = 2 * c if down else c
-        self.inp = qnn.QuantIdentity(act_quant=_q(act))
-        self.body = nn.Sequential(
-            qnn.QuantConv2d(c, c, 3, padding=1, bias=False, weight_quant=_w(weight)), nn.BatchNorm2d(c),
-            qnn.QuantReLU(act_quant=_q(act, True)),
-            qnn.QuantConv2d(c, out, 3, padding=1, stride=2 if down else 1, bias=False, weight_quant=_w(weight)),
-        )
-        self.shortcut = qnn.QuantConv2d(c, out, 1, stride=2, bias=False, weight_quant=_w(weight)) if down else nn.Identity()
-        self.q_add = qnn.QuantIdentity(act_quant=_q(act))
-        self.q_short = self.q_add if shortcut_act is None else qnn.QuantIdentity(act_quant=_q(shortcut_act))
-        self.relu = qnn.QuantReLU(act_quant=_q(act, True))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), qnn.QuantIdentity(act_quant=_q(act, True)), nn.Flatten(),
-                                  qnn.QuantLinear(out, 3, bias=False, weight_quant=_w(weight)),
-                                  qnn.QuantIdentity(act_quant=_q(act)))
-        self.input_shape = (1, c, 8, 8)
-
-    def forward(self, x):
-        x = self.inp(x)
-        return self.head(self.relu(self.q_add(self.body(x)) + self.q_short(self.shortcut(x))))
 
 
 def _verify(model, x, tmp_path, **kwargs):
