@@ -103,6 +103,7 @@ class VerifyReport:
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     near_boundary: int = 0  # quantizer pre-activations within float32 error of a boundary (reference)
     rtl_cycles: dict[str, tuple[int, int]] = field(default_factory=dict)  # native layer: (simulated, NF*SF)
+    rtl_not_simulated: list[str] = field(default_factory=list)  # native layers without RTL (exact execution)
 
     @property
     def ok(self) -> bool:
@@ -125,6 +126,9 @@ class VerifyReport:
             else:
                 verdict = f"info only ({s.explained} near a boundary)" if s.mismatches else "equal (info only)"
             lines.append(f"{s.stage:<13}{s.kind:<15}{s.max_abs_diff:>12.3g}{s.mismatches:>10d} / {s.total:<6}  {verdict}")
+        if self.rtl_not_simulated:
+            lines.append(f"rtl stage: no RTL for {len(self.rtl_not_simulated)} native layer(s), executed exactly instead: "
+                         + ", ".join(self.rtl_not_simulated))
         return "\n".join(lines)
 
 
@@ -234,7 +238,8 @@ def verify(
     limit (`finn_transforms.native.mapping`). ``rtl=True`` adds the exact ``rtl`` stage: the HW graph
     in the exact HW executor with every native layer simulated as RTL (`finn_transforms.native.rtl_exec`;
     needs Icarus Verilog),
-    its simulated cycles per layer in ``report.rtl_cycles``. Exact stages must match on every output; float32 stages
+    its simulated cycles per layer in ``report.rtl_cycles``; native layers that have no RTL (depthwise
+    ``VVAU_minifloat``, ``OrdinalLUT``) run exactly there and are named in ``report.rtl_not_simulated``. Exact stages must match on every output; float32 stages
     (torch, QONNX) may differ only where float32 rounding near a boundary explains it, and
     ``max_mismatch_fraction`` tolerates that fraction of *unexplained* float32 differences (default
     none). Raises `VerificationError` (with the report) unless ``raise_on_mismatch=False``;
@@ -262,7 +267,7 @@ def verify(
         Stage("qonnx", FLOAT32, per_sample(_onnx_runner(exported))),
         Stage("lowered", EXACT, per_sample(_exact_runner(lowered))),
     ]
-    estimates, build_dir, rtl_cycles = None, None, {}
+    estimates, build_dir, rtl_cycles, not_simulated = None, None, {}, set()
     if build:
         from finn_transforms.build import build_estimates
         from finn_transforms.hw_exec import load_full_graph
@@ -277,7 +282,7 @@ def verify(
             Stage("hw", EXACT, per_sample(_exact_runner(load_full_graph(build_dir), hw=True))),
         ]
         if rtl:
-            stages.append(Stage("rtl", EXACT, per_sample(_rtl_runner(build_dir, rtl_cycles))))
+            stages.append(Stage("rtl", EXACT, per_sample(_rtl_runner(build_dir, rtl_cycles, not_simulated))))
         stages.append(Stage("hw_float32", INFO, per_sample(_finn_float_runner(build_dir))))
     context = {"exported": exported, "lowered": lowered, "build_dir": build_dir, "output_dir": out}
     stages += [s for s in (make(context) for make in extra_stages) if s is not None]
@@ -297,7 +302,8 @@ def verify(
         results.append(_compare(stage, got, ref, tainted, quantum, float_rtol))
         outputs[stage.name] = (concat(got, 0).to_float64() if stage.kind == EXACT
                                else np.concatenate([np.asarray(g, dtype=np.float32) for g in got]))
-    report = VerifyReport(results, float(quantum) if quantum else None, out, estimates, outputs, near_total, rtl_cycles)
+    report = VerifyReport(results, float(quantum) if quantum else None, out, estimates, outputs, near_total, rtl_cycles,
+                          sorted(not_simulated))
     bad = [s for s in results if not s.agrees and not (s.kind == FLOAT32 and s.unexplained <= max_mismatch_fraction * s.total)]
     if raise_on_mismatch and bad:
         names = ", ".join(f"{s.stage} ({s.unexplained}/{s.total})" for s in bad)
@@ -313,8 +319,9 @@ def _finn_float_runner(build_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
     return lambda xs: np.asarray(next(iter(execute_build(build_dir, _conv1d_as_2d(xs, shape)).values())), dtype=np.float32)
 
 
-def _rtl_runner(build_dir: Path, rtl_cycles: dict) -> Callable[[np.ndarray], Exact]:
-    """The HW graph in the exact HW executor with native layers simulated as RTL, cycles accumulated."""
+def _rtl_runner(build_dir: Path, rtl_cycles: dict, not_simulated: set) -> Callable[[np.ndarray], Exact]:
+    """The HW graph in the exact HW executor with native layers simulated as RTL, cycles accumulated,
+    native layers without RTL collected in ``not_simulated``."""
     from finn_transforms.hw_exec import load_full_graph
     from finn_transforms.native.rtl_exec import execute_rtl
 
@@ -326,6 +333,7 @@ def _rtl_runner(build_dir: Path, rtl_cycles: dict) -> Callable[[np.ndarray], Exa
         for name, (simulated, expected) in result.cycles.items():
             before = rtl_cycles.get(name, (0, 0))
             rtl_cycles[name] = (before[0] + simulated, before[1] + expected)
+        not_simulated.update(result.not_simulated)
         return next(iter(result.outputs.values()))
 
     return run

@@ -99,6 +99,17 @@ def _cell(row: dict, key: str) -> str:
     return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+#: What is native beyond the two models measured here (docs/design.md, Native minifloat layers).
+BEYOND_THESE_MODELS = [
+    "Beyond these two models: depthwise convolutions become `VVAU_minifloat` layers (FINN's VVAU with",
+    "weight codes and an exact accumulator; Python execution and a cost estimate from the MVAU model of the",
+    "same MACs and ROM; no RTL yet), and an activation whose consumers cannot take ordinals (a residual add,",
+    "a pool, an integer layer) keeps its ordinal thresholds and is decoded to integers by an `OrdinalLUT`",
+    "HW layer. The E4M3 rows of [topologies.md](topologies.md) (ResNet-8, DS-CNN, MobileNetV1) use both.",
+    "",
+]
+
+
 def render(rows: list[dict], target_fps: float, argv: str) -> str:
     lines = [
         "# Native minifloat layers in FINN",
@@ -128,6 +139,7 @@ def render(rows: list[dict], target_fps: float, argv: str) -> str:
         "The synthesized cost of the native layer itself (Yosys, LUT / FF per layer vs INT8) is in",
         "[native_layer_cost.md](native_layer_cost.md) (`scripts/native_layer_cost_table.py`).",
         "",
+        *BEYOND_THESE_MODELS,
     ]
     for title, fps in (("Fixed folding (every layer PE = SIMD = 1)", None), (f"target_fps = {target_fps:g}", target_fps)):
         lines += [f"## {title}", ""]

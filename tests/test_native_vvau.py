@@ -257,8 +257,12 @@ def test_depthwise_only_model_verifies_and_its_accumulator_limit_is_refused_nami
     from finn_transforms.steps import make_step_lower_minifloat
 
     model = _depthwise_only()
-    report = _verify_exact(model, torch.randn(2, 4, 6, 6) * 2, tmp_path / "ok")
+    report = _verify_exact(model, torch.randn(2, 4, 6, 6) * 2, tmp_path / "ok", rtl=True)
     assert "VVAU_minifloat_rtl" in _types(report)
+    # the rtl stage has no RTL for depthwise layers: exact there, and said so
+    assert "rtl" in {s.stage for s in report.stages}
+    assert report.rtl_not_simulated and all(n.startswith("VVAU_minifloat") for n in report.rtl_not_simulated)
+    assert "no RTL for 1 native layer(s)" in report.summary()
     onnx_model = export_qonnx(model.eval(), torch.randn(1, 4, 6, 6), tmp_path / "dw.onnx")
     with pytest.raises(FinnBuildError, match=r"MatMul.*dot products of length 9\) needs \d+ bits, more than max_acc_bits=12"):
         build_estimates(onnx_model, tmp_path / "refused", extra_steps_before=[make_step_lower_minifloat(max_acc_bits=12)])
@@ -282,3 +286,43 @@ def test_grouped_non_depthwise_conv_is_refused_naming_the_node(tmp_path):
     onnx_model = export_qonnx(model, torch.randn(1, 4, 6, 6), tmp_path / "grouped.onnx")
     with pytest.raises(LoweringError, match=r"E4M3 weights need INT19.*native layers are dense or depthwise"):
         lower_minifloat(onnx_model)
+
+
+def test_integer_thresholds_beyond_2_24_are_kept_when_float32_holds_them():
+    """A pool over E5M2's embedded integers (beyond 2^24) keeps thresholds float32 holds exactly
+    (power-of-two windows) and refuses the others (no float32 in (t - 1, t] in general)."""
+    from finn_transforms.transformation.exact_thresholds import integer_thresholds
+
+    big = np.array([[2.0**30, 3 * 2.0**40]], dtype=np.float32)
+    got = integer_thresholds(big, Fraction(1, 16), 0, 2**50)
+    assert [Fraction(float(v)) for v in got.ravel()] == [Fraction(2) ** 34, 3 * Fraction(2) ** 44]
+    with pytest.raises(ValueError, match="cannot be held exactly"):
+        integer_thresholds(np.array([[2.0**30]], dtype=np.float32), Fraction(3, 125), 0, 2**50)
+
+
+@pytest.mark.slow
+@needs_finn
+def test_reduced_e5m2_resnet8_verifies_with_the_default_mapping(tmp_path):
+    """E5M2 (embedded integers up to 2^33 after the decode layers, accumulators over 64 bits): the
+    residual adds and the 4x4 global pool stay exact."""
+    from brevitas_minifloat.zoo import calibrate, resnet8
+
+    torch.manual_seed(0)
+    model = calibrate(resnet8("E5M2", "E5M2", width=1 / 8, input_size=8, power_of_two=True, collect_stats_steps=4),
+                      batches=4, batch_size=8)
+    _verify_exact(model, torch.randn(3, *model.input_shape[1:]), tmp_path)
+
+
+@needs_finn
+def test_e5m2_pool_with_an_odd_window_is_refused_naming_the_pool(tmp_path):
+    """DS-CNN's AvgPool2d((25, 5)) over E5M2's embedded integers: its exact integer thresholds have
+    more than 24 significant bits, which FINN's float32 threshold tensors cannot hold."""
+    from brevitas_minifloat.zoo import calibrate, ds_cnn
+    from finn_transforms.build import FinnBuildError
+    from finn_transforms.verify import verify
+
+    torch.manual_seed(0)
+    model = calibrate(ds_cnn("E5M2", "E5M2", width=1 / 16, blocks=1, power_of_two=True, collect_stats_steps=4),
+                      batches=2, batch_size=8)
+    with pytest.raises(FinnBuildError, match=r"AveragePool.*window 125.*cannot be held exactly in a float32"):
+        verify(model, torch.randn(1, *model.input_shape[1:]), tmp_path)

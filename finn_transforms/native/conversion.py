@@ -138,8 +138,23 @@ def check_max_acc_bits(max_acc_bits: int) -> int:
     return int(max_acc_bits)
 
 
-def replace_with_native(model: ModelWrapper, node: NodeProto, native: NodeProto, decode: NodeProto | None) -> None:
-    """Put ``native`` where ``node`` was; drop ``node``, its orphaned weight and the absorbed decode."""
+def replace_with_native(
+    model: ModelWrapper, node: NodeProto, decode: NodeProto | None, op_type: str, codes: np.ndarray,
+    wfmt: MinifloatFormat, stream: str, ifmt, idt: DataType, adt: DataType, **attrs,
+) -> None:
+    """Put a native ``op_type`` layer (weight initializer ``codes``, ``UINT<bits>``) where ``node`` was;
+    drop ``node``, its orphaned weight and the absorbed decode."""
+    wname = model.make_new_valueinfo_name()
+    model.set_initializer(wname, codes.astype(np.float32))
+    wdt = DataType[f"UINT{wfmt.bit_width}"]
+    model.set_tensor_datatype(wname, wdt)
+    native = helper.make_node(
+        op_type, [stream, wname], [node.output[0]], domain=HW_DOMAIN, backend="fpgadataflow",
+        name=f"{op_type}_{node.name or node.output[0]}", resType="lut", inputDataType=idt.name,
+        weightDataType=wdt.name, outputDataType=adt.name, accDataType=adt.name, noActivation=1,
+        weightFormat=wfmt.name, inputFormat=ifmt.name, **attrs,
+    )
+    model.set_tensor_datatype(node.output[0], adt)
     model.graph.node.insert(list(model.graph.node).index(node), native)
     old_w = node.input[1]
     model.graph.node.remove(node)
@@ -181,33 +196,8 @@ class InferMVAU_minifloat(Transformation):
         in_shape = model.get_tensor_shape(node.input[0])
         if in_shape is None or in_shape[-1] != mw:
             raise LoweringError(f"cannot convert {label(node)}: unsupported input shape {in_shape} for MW={mw}")
-        wname = model.make_new_valueinfo_name()
-        model.set_initializer(wname, codes.astype(np.float32))
-        wdt = DataType[f"UINT{wfmt.bit_width}"]
-        model.set_tensor_datatype(wname, wdt)
-        mvau = helper.make_node(
-            "MVAU_minifloat",
-            [stream, wname],
-            [node.output[0]],
-            domain=HW_DOMAIN,
-            backend="fpgadataflow",
-            name=f"MVAU_minifloat_{node.name or node.output[0]}",
-            MW=mw,
-            MH=mh,
-            PE=1,
-            SIMD=1,
-            resType="lut",
-            inputDataType=idt.name,
-            weightDataType=wdt.name,
-            outputDataType=adt.name,
-            accDataType=adt.name,
-            noActivation=1,
-            numInputVectors=list(in_shape[:-1]),
-            weightFormat=wfmt.name,
-            inputFormat=ifmt.name,
-        )
-        model.set_tensor_datatype(node.output[0], adt)
-        replace_with_native(model, node, mvau, decode)
+        replace_with_native(model, node, decode, "MVAU_minifloat", codes, wfmt, stream, ifmt, idt, adt,
+                            MW=mw, MH=mh, PE=1, SIMD=1, numInputVectors=list(in_shape[:-1]))
 
 
 class InferVVAU_minifloat(Transformation):
@@ -251,33 +241,9 @@ class InferVVAU_minifloat(Transformation):
         out_shape = model.get_tensor_shape(node.output[0])
         if in_shape is None or len(in_shape) != 4 or out_shape is None:
             raise LoweringError(f"cannot convert {label(node)}: unsupported input shape {in_shape} (NHWC windows expected)")
-        wname = model.make_new_valueinfo_name()
-        model.set_initializer(wname, codes.reshape(channels, 1, k_h, k_w).astype(np.float32))
-        wdt = DataType[f"UINT{wfmt.bit_width}"]
-        model.set_tensor_datatype(wname, wdt)
-        vvau = helper.make_node(
-            "VVAU_minifloat",
-            [stream, wname],
-            [node.output[0]],
-            domain=HW_DOMAIN,
-            backend="fpgadataflow",
-            name=f"VVAU_minifloat_{node.name or node.output[0]}",
-            PE=channels,
-            SIMD=1,
-            Dim=[in_shape[1], in_shape[2]],
-            Channels=channels,
-            Kernel=[k_h, k_w],
-            resType="lut",
-            inputDataType=idt.name,
-            weightDataType=wdt.name,
-            outputDataType=adt.name,
-            accDataType=adt.name,
-            noActivation=1,
-            weightFormat=wfmt.name,
-            inputFormat=ifmt.name,
-        )
-        model.set_tensor_datatype(node.output[0], adt)
-        replace_with_native(model, node, vvau, decode)
+        replace_with_native(model, node, decode, "VVAU_minifloat", codes.reshape(channels, 1, k_h, k_w), wfmt, stream,
+                            ifmt, idt, adt, PE=channels, SIMD=1, Dim=[in_shape[1], in_shape[2]], Channels=channels,
+                            Kernel=[k_h, k_w])
 
 
 class SplitForkedOrdinalDecode(Transformation):

@@ -25,15 +25,13 @@ import math
 
 import numpy as np
 from qonnx.core.datatype import DataType
-from qonnx.custom_op.registry import add_op_to_domain
 
 from brevitas_minifloat.formats import MinifloatFormat, as_format
-from finn_transforms.finn_defaults import HW_DOMAIN, RTL_DOMAIN
+from finn_transforms.native.hw_common import register_hw_ops, rtl_variant
 from finn_transforms.native.ordinal import decode_ordinals
 from finn_transforms.native.spec import ordinal_bits
 
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
-from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 
 __all__ = ["OrdinalLUT", "OrdinalLUT_rtl"]
 
@@ -124,29 +122,5 @@ class OrdinalLUT(HWCustomOp):
         return messages
 
 
-class OrdinalLUT_rtl(OrdinalLUT, RTLBackend):  # noqa: N801 - FINN's naming of specializations
-    """``OrdinalLUT`` specialized (FINN's ``SpecializeLayers`` picks it); Python execution, no HDL."""
-
-    def get_nodeattr_types(self):
-        attrs = OrdinalLUT.get_nodeattr_types(self)
-        attrs.update(RTLBackend.get_nodeattr_types(self))
-        return attrs
-
-    def execute_node(self, context, graph):
-        OrdinalLUT.execute_node(self, context, graph)
-
-    def _no_ip_flow(self, *args, **kwargs):
-        raise NotImplementedError(f"{self.onnx_node.name}: no HDL is generated for OrdinalLUT (docs/native_minifloat.md)")
-
-    generate_hdl = get_rtl_file_list = code_generation_ipi = _no_ip_flow
-
-
-def _register() -> None:
-    import finn.custom_op.fpgadataflow.rtl as finn_rtl
-
-    add_op_to_domain(HW_DOMAIN, OrdinalLUT)
-    add_op_to_domain(RTL_DOMAIN, OrdinalLUT_rtl)
-    finn_rtl.custom_op.setdefault("OrdinalLUT_rtl", OrdinalLUT_rtl)
-
-
-_register()
+OrdinalLUT_rtl = rtl_variant(OrdinalLUT, "no HDL is generated for OrdinalLUT (docs/native_minifloat.md)")
+register_hw_ops(OrdinalLUT, OrdinalLUT_rtl)

@@ -7,6 +7,10 @@ compiled once per layer and process). Native layers are thus checked layer by la
 chain: each one consumes what the previous layers computed and its RTL outputs feed the next ones.
 The simulated cycles of each native layer are recorded beside FINN's expected count for the same
 vectors (``NF * SF`` per vector).
+
+Native layers without RTL (`WITHOUT_RTL`: the depthwise ``VVAU_minifloat`` and the decode layer
+``OrdinalLUT``, docs/design.md) run their exact implementation instead, and are listed by name in
+``RtlExecution.not_simulated`` (``verify`` reports them beside the ``rtl`` stage): never silently.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from finn_transforms.exact import Exact, execute_exact_hw
+from finn_transforms.exact.hw_executor import hw_op_registry
 from finn_transforms.exact.native_ops import native_mvau
 from finn_transforms.native.sim import execute_native_layer_rtl
 from finn_transforms.native.spec import NativeMvauSpec
 
-__all__ = ["RtlExecution", "execute_build_rtl", "execute_rtl"]
+__all__ = ["WITHOUT_RTL", "RtlExecution", "execute_build_rtl", "execute_rtl"]
 
 
 @dataclass
@@ -33,6 +38,11 @@ class RtlExecution:
 
     outputs: dict[str, Exact]
     cycles: dict[str, tuple[int, int]] = field(default_factory=dict)
+    not_simulated: set[str] = field(default_factory=set)  # native layers without RTL, executed exactly
+
+
+#: Generic op types of native layers that have no RTL generator (yet).
+WITHOUT_RTL = ("VVAU_minifloat", "OrdinalLUT")
 
 
 def execute_rtl(
@@ -54,8 +64,22 @@ def execute_rtl(
     def rtl_mvau(ins, ctx):
         return native_mvau(simulate(ctx.node.name))(ins, ctx)
 
-    outputs = execute_exact_hw(model, inputs, cache=cache, ops={"MVAU_minifloat": rtl_mvau})
-    return RtlExecution(outputs, log)
+    not_simulated: set[str] = set()
+
+    def exact_instead(op_type: str):
+        exact = hw_op_registry()[op_type]
+
+        def run(ins, ctx):
+            not_simulated.add(ctx.node.name)
+            return exact(ins, ctx)
+
+        return run
+
+    import finn_transforms.exact.native_ops  # noqa: F401  (registers the exact native ops)
+
+    ops = {"MVAU_minifloat": rtl_mvau} | {op: exact_instead(op) for op in WITHOUT_RTL}
+    outputs = execute_exact_hw(model, inputs, cache=cache, ops=ops)
+    return RtlExecution(outputs, log, not_simulated)
 
 
 def execute_build_rtl(

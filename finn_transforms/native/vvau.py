@@ -23,16 +23,11 @@ arithmetic and memory (``PE * SIMD`` MACs of these formats, ``PE`` accumulators,
 from __future__ import annotations
 
 import numpy as np
-from qonnx.core.datatype import DataType
-from qonnx.custom_op.registry import add_op_to_domain
 
-from brevitas_minifloat.hw.operands import as_operand, signed_bits
-from finn_transforms.finn_defaults import HW_DOMAIN, RTL_DOMAIN
-from finn_transforms.native.cost import native_layer_cost
-from finn_transforms.native.hw_op import accumulator_range, store_output
+from brevitas_minifloat.hw.operands import as_operand
+from finn_transforms.native.hw_common import NativeUnit, register_hw_ops, rtl_variant, store_output
 from finn_transforms.native.spec import NativeMvauSpec, check_accumulator
 
-from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 from finn.custom_op.fpgadataflow.vectorvectoractivation import VVAU
 
 __all__ = ["VVAU_minifloat", "VVAU_minifloat_rtl", "depthwise_windows", "window_pe"]
@@ -56,13 +51,8 @@ def depthwise_windows(x: np.ndarray, kernel_elems: int, channels: int, pe: int) 
     )
 
 
-class VVAU_minifloat(VVAU):  # noqa: N801 - qonnx names the op type after the class
+class VVAU_minifloat(NativeUnit, VVAU):  # noqa: N801 - qonnx names the op type after the class
     """Native minifloat depthwise unit (see the module docstring for the stream contract)."""
-
-    def get_nodeattr_types(self):
-        attrs = super().get_nodeattr_types()
-        attrs.update({"weightFormat": ("s", True, ""), "inputFormat": ("s", True, "")})
-        return attrs
 
     @property
     def kernel_elems(self) -> int:
@@ -82,16 +72,19 @@ class VVAU_minifloat(VVAU):  # noqa: N801 - qonnx names the op type after the cl
             acc_bits=self.get_accumulator_datatype().bitwidth() if acc_bits == -1 else acc_bits,
         )
 
-    def weight_codes(self, weights: np.ndarray) -> np.ndarray:
-        """Codes ``(Channels, K)`` (the spec's ``(mh, mw)``) from the ``(Channels, 1, k_h, k_w)`` initializer."""
+    def codes_of(self, weights: np.ndarray) -> np.ndarray:
+        """Codes ``(Channels, K)`` (the spec's ``(mh, mw)``) of a ``(Channels, 1, k_h, k_w)`` weight tensor."""
         return np.asarray(weights).reshape(self.get_nodeattr("Channels"), self.kernel_elems).astype(np.int64)
+
+    def weight_codes(self, model) -> np.ndarray:
+        return self.codes_of(model.get_initializer(self.onnx_node.input[1]))
 
     def exact_output(self, x: np.ndarray, weights: np.ndarray, producer_op_type: str | None) -> np.ndarray:
         """Exact ``(N, H, W, Channels)`` outputs (Python ints) of FINN-layout inputs ``x``."""
         spec = self.spec()
         pe = window_pe(producer_op_type, spec.mh, self.get_nodeattr("PE"))
         win = depthwise_windows(np.asarray(x).astype(np.int64), spec.mw, spec.mh, pe)
-        emb_w = spec.weight_embedded(self.weight_codes(weights))  # (C, K)
+        emb_w = spec.weight_embedded(self.codes_of(weights))  # (C, K)
         emb_x = spec.input_embedded(win)  # (N, H, W, K, C)
         return check_accumulator(spec, (emb_x * emb_w.T).sum(axis=-2))
 
@@ -101,76 +94,9 @@ class VVAU_minifloat(VVAU):  # noqa: N801 - qonnx names the op type after the cl
         y = self.exact_output(context[node.input[0]], context[node.input[1]], producer.op_type if producer else None)
         store_output(context, node, y)
 
-    def minimize_weight_bit_width(self, model, datatype_only=False):
-        """Weights are codes of a fixed width: nothing to minimize."""
-        return DataType[self.get_nodeattr("weightDataType")]
 
-    def minimize_accumulator_width(self, model, datatype_only=False):
-        """Exact accumulator for these weights (`accumulator_range`), ``INT<bits>``; a graph-final
-        layer rounds up to a multiple of 8 bits, as FINN's VVAU does."""
-        codes = self.weight_codes(model.get_initializer(self.onnx_node.input[1]))
-        bits = signed_bits(*accumulator_range(self.spec(acc_bits=None), codes))
-        if model.find_direct_successors(self.onnx_node) is None:
-            bits = -(-bits // 8) * 8
-        adt = DataType[f"INT{bits}"]
-        self.set_nodeattr("accDataType", adt.name)
-        self.set_nodeattr("outputDataType", adt.name)
-        return adt
-
-    def get_hw_compatible_weight_tensor(self, orig_weight_matrix):
-        return super().get_hw_compatible_weight_tensor(np.asarray(orig_weight_matrix, dtype=np.int64))
-
-    # Resource estimates: the MVAU of the same arithmetic (module docstring).
-    def lut_estimation(self, fpgapart):
-        return native_layer_cost(self.spec())["lut"]
-
-    def bram_estimation(self, fpgapart):
-        return native_layer_cost(self.spec())["bram"]
-
-    def uram_estimation(self, fpgapart):
-        return 0
-
-    def dsp_estimation(self, fpgapart):
-        return native_layer_cost(self.spec())["dsp"]
-
-    def verify_node(self):
-        messages = super().verify_node()
-        try:
-            self.spec()
-            messages.append(f"VVAU_minifloat {self.get_nodeattr('weightFormat')} x {self.get_nodeattr('inputFormat')}")
-        except ValueError as err:
-            messages.append(f"invalid VVAU_minifloat attributes: {err}")
-        return messages
-
-
-class VVAU_minifloat_rtl(VVAU_minifloat, RTLBackend):  # noqa: N801 - FINN's naming of specializations
-    """``VVAU_minifloat`` specialized (FINN's ``SpecializeLayers`` picks it). Executes in Python like
-    the generic op; no HDL is generated for it (module docstring)."""
-
-    def get_nodeattr_types(self):
-        attrs = VVAU_minifloat.get_nodeattr_types(self)
-        attrs.update(RTLBackend.get_nodeattr_types(self))
-        return attrs
-
-    def execute_node(self, context, graph):
-        VVAU_minifloat.execute_node(self, context, graph)
-
-    def _no_ip_flow(self, *args, **kwargs):
-        raise NotImplementedError(
-            f"{self.onnx_node.name}: no HDL is generated for VVAU_minifloat (native depthwise layers have a Python "
-            "execution and a cost estimate only; see docs/native_minifloat.md)"
-        )
-
-    generate_hdl = get_rtl_file_list = code_generation_ipi = _no_ip_flow
-
-
-def _register() -> None:
-    """Known to qonnx (``getCustomOp``) and to FINN's ``SpecializeLayers`` (its RTL variant table)."""
-    import finn.custom_op.fpgadataflow.rtl as finn_rtl
-
-    add_op_to_domain(HW_DOMAIN, VVAU_minifloat)
-    add_op_to_domain(RTL_DOMAIN, VVAU_minifloat_rtl)
-    finn_rtl.custom_op.setdefault("VVAU_minifloat_rtl", VVAU_minifloat_rtl)
-
-
-_register()
+VVAU_minifloat_rtl = rtl_variant(
+    VVAU_minifloat, "no HDL is generated for VVAU_minifloat (native depthwise layers have a Python execution and a cost "
+    "estimate only; see docs/native_minifloat.md)"
+)
+register_hw_ops(VVAU_minifloat, VVAU_minifloat_rtl)

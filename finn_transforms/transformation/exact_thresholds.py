@@ -16,14 +16,14 @@ import numpy as np
 
 __all__ = ["integer_thresholds"]
 
-_FLOAT32_EXACT_INT = 2**24
-
-
 def integer_thresholds(thresholds: np.ndarray, divisor: Fraction, lo: int, hi: int) -> np.ndarray:
     """``clip(ceil(T / divisor), lo, hi + 1)`` for every threshold ``T`` (float32 array, exact).
 
     ``divisor`` is the positive rational the integer input ``v`` is multiplied by before the
-    comparison. Raises ``ValueError`` when a result does not fit float32 exactly (``|t| > 2^24``).
+    comparison. Raises ``ValueError`` when a result is not a float32 value (beyond 2^24 with more than
+    24 significant bits: no float32 then lies in ``(t - 1, t]`` in general; FINN's threshold tensors
+    are float32). Integers beyond 2^24 that float32 holds (power-of-two windows over wide inputs, e.g.
+    E5M2's embedded integers) are kept.
     """
     if divisor <= 0:
         raise ValueError(f"the input factor must be positive, got {divisor}")
@@ -35,6 +35,10 @@ def integer_thresholds(thresholds: np.ndarray, divisor: Fraction, lo: int, hi: i
             out[i] = lo if value < 0 else hi + 1
             continue
         out[i] = min(max(math.ceil(Fraction(value) / divisor), lo), hi + 1)
-    if np.any(np.abs(out) > _FLOAT32_EXACT_INT):
-        raise ValueError("integer thresholds beyond 2^24 cannot be held exactly in float32")
+    inexact = out[out.astype(np.float32).astype(np.float64) != out]
+    if inexact.size:
+        raise ValueError(
+            f"integer threshold {int(inexact[0])} (beyond 2^24, more than 24 significant bits) cannot be held "
+            "exactly in a float32 threshold tensor"
+        )
     return out[inverse].reshape(t.shape).astype(np.float32)

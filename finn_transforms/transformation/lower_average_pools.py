@@ -42,6 +42,7 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import get_by_name
 
+from finn_transforms.transformation._common import LoweringError, label
 from finn_transforms.transformation.exact_thresholds import integer_thresholds
 
 __all__ = ["LowerAveragePoolsToSums", "SHAPE_ONLY_OPS", "threshold_consumers"]
@@ -110,7 +111,13 @@ class LowerAveragePoolsToSums(Transformation):
             divisor = s / window
             for mt in consumers:
                 thresholds = model.get_initializer(mt.input[1])
-                model.set_initializer(mt.input[1], integer_thresholds(thresholds, divisor, lo, hi))
+                try:
+                    model.set_initializer(mt.input[1], integer_thresholds(thresholds, divisor, lo, hi))
+                except ValueError as err:
+                    raise LoweringError(
+                        f"cannot lower {label(node)} to an integer sum (window {window}, {vt.name} inputs) before "
+                        f"{label(mt)}: {err}; use a narrower activation format before the pool or a power-of-two window"
+                    ) from err
             bypassed = model.find_producer(node.input[0]) if node.input[0] != v else None
             node.input[0] = v
             if bypassed is not None and not model.find_consumers(bypassed.output[0]):
