@@ -138,9 +138,11 @@ def _guard_requant(model: ModelWrapper, cfg: Any) -> None:
     uniform (``np.allclose(diffs, diffs[0], rtol=1e-2)``, default ``atol=1e-8``) by
     ``round(x * scale + bias)``. That is wrong for our thresholds in two cases (measured): grids
     that are uniform (E1 formats, e.g. E1M7 -> INT9) lose round-half-to-even at ties, and thresholds
-    closer than 1e-8 (tiny scales) pass the test although they are not uniform at all. When a
-    lowered MultiThreshold is at risk, raise ``cfg.requant_bitwidth_threshold`` above its width
-    (this build only; integer layers at least that wide may still use Requant).
+    closer than 1e-8 (tiny scales) pass the test although they are not uniform at all. Integer
+    activations of 9 bits or more have uniform thresholds too: kept as thresholds as well (a float32
+    ``x * scale + bias`` is not the quantizer's ``fl(x / s)``). When a lowered MultiThreshold is at risk, raise
+    ``cfg.requant_bitwidth_threshold`` above its width (this build only; quantizers left to FINN's
+    conversion, e.g. integer ones wider than ``max_thresholds`` allows, may still become Requant).
     """
     limit = getattr(cfg, "requant_bitwidth_threshold", None)
     if limit is None and not hasattr(cfg, "requant_bitwidth_threshold"):
@@ -165,7 +167,7 @@ def _guard_requant(model: ModelWrapper, cfg: Any) -> None:
     if widest:
         warnings.warn(
             f"raising cfg.requant_bitwidth_threshold to {widest + 1}: FINN's Requant conversion would "
-            f"not reproduce the minifloat thresholds of {widest}-bit MultiThresholds exactly"
+            f"not reproduce the lowered thresholds of {widest}-bit MultiThresholds exactly"
         )
         cfg.requant_bitwidth_threshold = widest + 1
 

@@ -200,11 +200,10 @@ NOTES = [
     "  and an activation whose consumer cannot take ordinals (a residual add, a pool) keeps its ordinal",
     "  thresholds (255 for E4M3) with the decode to integers as a HW layer (`OrdinalLUT`).",
     "- Integer formats: integer `Quant` activations (and every model's INT8 input quantizer) are lowered by",
-    "  our `LowerIntegerActivations` with tie-exact thresholds (round half to even, as Brevitas and qonnx);",
-    "  FINN's own conversion (`ConvertQONNXtoFINN`) puts them at the half-steps, which rounds ties up. Rows",
-    "  measured before this change (see the generation line above) showed such ties as mismatches, e.g.",
-    "  MobileNetV1, whose random inputs put values exactly on ties of the INT8 input quantizer",
-    "  (docs/design.md, Upstream workarounds).",
+    "  our `LowerIntegerActivations` with tie-exact thresholds (round half to even, as Brevitas and qonnx).",
+    "  FINN's own conversion (`ConvertQONNXtoFINN`) puts the thresholds at the half-steps and rounds ties up:",
+    "  with it, the integer rows and MobileNetV1 E3M2 mismatched at the streamlined and HW stages (MobileNetV1's",
+    "  random inputs put values exactly on ties of the INT8 input quantizer); docs/design.md, Upstream workarounds.",
 ]
 
 

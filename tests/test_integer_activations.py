@@ -271,3 +271,25 @@ def test_integer_residual_block_verifies_exactly_on_ties(tmp_path):
     x = np.where(rng.random((8, 4, 8, 8)) < 0.5, (2 * rng.integers(-3, 3, (8, 4, 8, 8)) + 0.5) * s,
                  rng.normal(size=(8, 4, 8, 8)) * 4 * s)
     _verify(model, torch.from_numpy(x.astype(F32)), tmp_path)
+
+
+@pytest.mark.needs_finn
+def test_wide_integer_input_quantizer_stays_thresholding_and_exact_on_ties(tmp_path):
+    """An INT10 input quantizer: uniform thresholds, which FINN's Requant conversion (float32
+    ``round(x * scale + bias)``, not the quantizer's code function) would take; the lowering step
+    raises the build's Requant width limit, the layer stays Thresholding and verifies exactly."""
+    import types
+
+    from brevitas_minifloat import export_qonnx
+    from finn_transforms.steps import step_lower_minifloat
+
+    torch.manual_seed(0)
+    model = nn.Sequential(qnn.QuantIdentity(act_quant=_int_q("INT10")),
+                          qnn.QuantLinear(12, 4, bias=False, weight_quant=_w4()), qnn.QuantIdentity(act_quant=_int_q("INT8")))
+    calibrate(model, inputs=torch.randn(64, 12) * 2)
+    cfg = types.SimpleNamespace(requant_bitwidth_threshold=9)
+    with pytest.warns(UserWarning, match="raising cfg.requant_bitwidth_threshold to 11"):
+        step_lower_minifloat(export_qonnx(model, torch.randn(1, 12), tmp_path / "m.onnx"), cfg)
+    assert cfg.requant_bitwidth_threshold == 11
+    report = _verify(model, _tie_batch(model, (12,), 8), tmp_path / "verify")
+    assert "Requant" not in {layer.op_type.rsplit("_", 1)[0] for layer in report.estimates.layers}
