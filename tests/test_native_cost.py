@@ -107,7 +107,9 @@ def test_features_follow_the_structure():
     integer = cost.features(NativeMvauSpec("INT8", "INT8", 64, 16, 2, 4))
     assert integer["shift"] == 0 and integer["mul"] == 8 * 8 * 8
     m0 = cost.features(NativeMvauSpec("E3M0", "E3M0", 64, 16, 2, 4))
-    assert m0["mul"] == 8 * 2 * 2  # M0: sign x sign significands, the product is all shift
+    assert m0["mul"] == 8 * 1 * 1  # M0: 1-bit magnitudes (sign-magnitude lanes), the product is all shift
+    mixed = cost.features(NativeMvauSpec("E4M3", "INT8", 64, 16, 2, 4))
+    assert mixed["mul"] == 8 * 5 * 8  # a lane with an integer operand multiplies signed significands
     assert np.isfinite(list(base.values())).all()
 
 

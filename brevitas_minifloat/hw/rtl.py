@@ -15,9 +15,14 @@ Two architectures, both bit-exact:
     ``k_w * k_a`` feeds the adder and the accumulator. This is exactly what FINN builds from our
     lowering (integer MVAU on the ``INTn`` embedding, docs/design.md, "Semantics") plus the decoders.
 ``arch="shift"``
-    The multiplier only sees the signed significands (``M + 2`` bits for a minifloat, the code for
-    an integer); the exponent shifts are added and applied to the product. This is the usual
-    floating-point datapath with an exact fixed-point (Kulisch-style) accumulator.
+    The multiplier only sees the significands; the exponent shifts are added and applied to the
+    product. This is the usual floating-point datapath with an exact fixed-point (Kulisch-style)
+    accumulator. Minifloat x minifloat lanes multiply the unsigned magnitudes (``M + 1`` bits, the
+    implicit one included) and negate the product once when the signs differ (sign = xor), before
+    the shift: one small negation per lane instead of one per operand plus a signed multiplier
+    (generator version 2; version 1 multiplied signed ``M + 2``-bit significands). A lane with an
+    integer operand multiplies signed significands (``M + 2`` bits for the minifloat, the code for
+    the integer).
 
 Integer x integer units are the same in both architectures.
 
@@ -64,7 +69,7 @@ from brevitas_minifloat.hw.operands import (
     signed_bits,
 )
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bump whenever the generated Verilog changes in a way that can change synthesis results
 (it is part of the synthesis cache key)."""
 
@@ -137,6 +142,11 @@ class _OperandRtl:
         return (-top if self.fmt.signed else 0), top
 
     @property
+    def mag_max(self) -> int:
+        """Largest significand magnitude of a minifloat (implicit one included)."""
+        return 2 ** (self.fmt.mantissa_bits + 1) - 1
+
+    @property
     def sig_bits(self) -> int:
         return self.fmt.mantissa_bits + 2 if is_minifloat(self.fmt) else self.k_bits
 
@@ -150,8 +160,13 @@ class _OperandRtl:
         return max(1, self.max_shift.bit_length())
 
 
-def _unpack_module(fmt: MinifloatFormat) -> str:
-    """Verilog splitting a minifloat code into a signed significand and a left shift."""
+def unpack_module_name(fmt: MinifloatFormat, magnitude: bool) -> str:
+    return f"mf_unpack_{'mag_' if magnitude else ''}{format_tag(fmt)}"
+
+
+def _unpack_module(fmt: MinifloatFormat, magnitude: bool = False) -> str:
+    """Verilog splitting a minifloat code into a signed significand (``magnitude``: an unsigned
+    magnitude and a sign) and a left shift."""
     op = _OperandRtl(fmt)
     e_bits, m_bits, n = fmt.exponent_bits, fmt.mantissa_bits, op.code_bits
     sh = op.shift_bits
@@ -173,15 +188,24 @@ def _unpack_module(fmt: MinifloatFormat) -> str:
         f"//   {sub_desc}",
         f"//   specials: {special}",
         f"// Embedded integer k = value / delta, delta = 2^{1 - fmt.bias - m_bits}:",
-        "//   k = sig << shift,  sig = " + ("+-" if fmt.signed else "") + "{e != 0, f} (implicit leading one),",
+        ("//   k = (-1)^neg * (mag << shift),  mag = {e != 0, f} (implicit leading one),"
+         if magnitude
+         else "//   k = sig << shift,  sig = " + ("+-" if fmt.signed else "") + "{e != 0, f} (implicit leading one),"),
         "//                     shift = e - 1 for e >= 1, 0 for e == 0."
         if op.max_shift
         else "//                     shift = e - 1 = 0 always (E = 1: one binade).",
         f"//   |k| <= {fmt.integer_max}: {op.k_bits}-bit two's complement.",
-        f"module mf_unpack_{format_tag(fmt)} (",
+        f"module {unpack_module_name(fmt, magnitude)} (",
         f"    input  wire [{n - 1}:0] code,",
     ]
-    if op.max_shift:
+    if magnitude:
+        ports = [(f"output wire {f'[{m_bits}:0] ' if m_bits else ''}mag", "unsigned significand")]
+        if fmt.signed:
+            ports.append(("output wire neg", "sign bit"))
+        if op.max_shift:
+            ports.append((f"output wire [{sh - 1}:0] shift", f"left shift, 0..{op.max_shift}"))
+        lines += [f"    {d}{',' if i < len(ports) - 1 else ''}  // {c}" for i, (d, c) in enumerate(ports)]
+    elif op.max_shift:
         lines += [
             f"    output wire signed [{m_bits + 1}:0] sig,   // signed significand",
             f"    output wire [{sh - 1}:0] shift  // left shift, 0..{op.max_shift}",
@@ -195,13 +219,17 @@ def _unpack_module(fmt: MinifloatFormat) -> str:
     if m_bits:
         lines.append(f"    wire [{m_bits - 1}:0] f = code[{m_bits - 1}:0];")
     lines.append("    wire normal = |e;  // exponent field != 0: implicit leading one")
+    decl = "assign mag =" if magnitude else ("wire mag =" if m_bits == 0 else f"wire [{m_bits}:0] mag =")
     if m_bits == 0:
-        lines.append("    wire mag = normal;  // no mantissa bits: magnitude 1 or 0")
+        lines.append(f"    {decl} normal;  // no mantissa bits: magnitude 1 or 0")
     elif fmt.subnormals:
-        lines.append(f"    wire [{m_bits}:0] mag = {{normal, f}};  // e == 0: subnormal, magnitude f")
+        lines.append(f"    {decl} {{normal, f}};  // e == 0: subnormal, magnitude f")
     else:
-        lines.append(f"    wire [{m_bits}:0] mag = normal ? {{1'b1, f}} : {m_bits + 1}'d0;  // e == 0: flush to zero")
-    if fmt.signed:
+        lines.append(f"    {decl} normal ? {{1'b1, f}} : {m_bits + 1}'d0;  // e == 0: flush to zero")
+    if magnitude:
+        if fmt.signed:
+            lines.append("    assign neg = s;")
+    elif fmt.signed:
         lines.append("    assign sig = s ? -$signed({1'b0, mag}) : $signed({1'b0, mag});")
     else:
         lines.append("    assign sig = $signed({1'b0, mag});")
@@ -304,6 +332,12 @@ class MacUnit:
         return self.acc_width or accumulator_bits(self.weight, self.act, self.fan_in)
 
     @property
+    def sign_magnitude(self) -> bool:
+        """Lanes multiply unsigned magnitudes and negate once (shift architecture, both operands
+        minifloats; module docstring)."""
+        return self.arch == "shift" and is_minifloat(self.weight) and is_minifloat(self.act)
+
+    @property
     def beats(self) -> int:
         """Beats (clock cycles) per dot product."""
         return self.fan_in // self.simd
@@ -350,7 +384,7 @@ class MacUnit:
         for fmt in (self.weight, self.act):
             if is_minifloat(fmt) and fmt not in seen:
                 seen.add(fmt)
-                parts.append(_unpack_module(fmt))
+                parts.append(_unpack_module(fmt, magnitude=self.sign_magnitude))
                 if self.arch == "decode":
                     parts.append(_decode_module(fmt))
         parts.append(self._top_module(w, a))
@@ -388,36 +422,69 @@ class MacUnit:
                 f"wire signed [{op.k_bits - 1}:0] k{port};  // {op.fmt.name} embedded integer",
                 f"mf_decode_{t} u_dec_{port} (.code({code}), .k(k{port}));",
             ]
-        lines = [f"wire signed [{op.sig_bits - 1}:0] s{port};  // {op.fmt.name} signed significand"]
-        if op.max_shift:
-            lines += [
-                f"wire [{op.shift_bits - 1}:0] h{port};  // and its left shift",
-                f"mf_unpack_{t} u_unpack_{port} (.code({code}), .sig(s{port}), .shift(h{port}));",
-            ]
+        name = unpack_module_name(op.fmt, self.sign_magnitude)
+        if self.sign_magnitude:
+            m = op.fmt.mantissa_bits
+            lines = [f"wire {f'[{m}:0] ' if m else ''}m{port};  // {op.fmt.name} significand magnitude"]
+            conns = [f".code({code})", f".mag(m{port})"]
+            if op.fmt.signed:
+                lines.append(f"wire n{port};  // its sign")
+                conns.append(f".neg(n{port})")
         else:
-            lines.append(f"mf_unpack_{t} u_unpack_{port} (.code({code}), .sig(s{port}));")
+            lines = [f"wire signed [{op.sig_bits - 1}:0] s{port};  // {op.fmt.name} signed significand"]
+            conns = [f".code({code})", f".sig(s{port})"]
+        if op.max_shift:
+            lines.append(f"wire [{op.shift_bits - 1}:0] h{port};  // and its left shift")
+            conns.append(f".shift(h{port})")
+        lines.append(f"{name} u_unpack_{port} ({', '.join(conns)});")
         return lines
 
+    @property
+    def _lane_negations(self) -> bool:
+        """Sign-magnitude lanes with a signed operand hand their product's sign to the lane sum."""
+        return self.sign_magnitude and (self.weight.signed or self.act.signed)
+
     def _lane_product(self, w: _OperandRtl, a: _OperandRtl) -> list[str]:
-        """Lane lines computing ``p`` = the exact product ``k_w * k_a`` on PB bits."""
+        """Lane lines computing ``p`` = the exact product ``k_w * k_a`` on PB bits (sign-magnitude
+        lanes: ``k_w * k_a - neg``, the lane sum adds ``neg`` back)."""
         pb = self.product_bits
         if self.arch == "decode":
             return ["wire signed [PB-1:0] p = kw * ka;  // exact: every product of finite codes fits PB bits"]
+        shifted = [(op, f"h{port}") for op, port in ((w, "w"), (a, "a")) if op.max_shift]
+        if not shifted and not self.sign_magnitude:
+            return [f"wire signed [PB-1:0] p = sw * sa;  // no exponent shift in either operand"]
+        lines = []
+        if shifted:
+            hb = max(1, sum(op.max_shift for op, _ in shifted).bit_length())
+            terms = " + ".join(_zext(name, op.shift_bits, hb) for op, name in shifted)
+            total = len(shifted) > 1 or hb != shifted[0][0].shift_bits
+            lines.append(f"wire [{hb - 1}:0] h = {terms};  // {'total ' if total else ''}left shift")
+        if self.sign_magnitude:
+            return lines + self._magnitude_product(w, a, shifted=bool(shifted))
         sp_corners = [x * y for x in w.sig_range for y in a.sig_range]
         spb = signed_bits(min(sp_corners), max(sp_corners))
-        shifted = [(op, f"h{port}") for op, port in ((w, "w"), (a, "a")) if op.max_shift]
-        if not shifted:
-            return [f"wire signed [PB-1:0] p = sw * sa;  // no exponent shift in either operand"]
-        lines = [f"wire signed [{spb - 1}:0] sp = sw * sa;  // significand product"]
-        hb = max(1, sum(op.max_shift for op, _ in shifted).bit_length())
-        terms = " + ".join(_zext(name, op.shift_bits, hb) for op, name in shifted)
-        if len(shifted) > 1 or hb != shifted[0][0].shift_bits:
-            lines.append(f"wire [{hb - 1}:0] h = {terms};  // total left shift")
-        else:
-            lines.append(f"wire [{hb - 1}:0] h = {terms};  // left shift")
+        lines.append(f"wire signed [{spb - 1}:0] sp = sw * sa;  // significand product")
         lines.append(f"wire signed [PB-1:0] sp_ext = {_sext('sp', f'sp[{spb - 1}]', spb, pb)};")
         lines.append("wire signed [PB-1:0] p = sp_ext <<< h;  // = k_w * k_a exactly")
         return lines
+
+    def _magnitude_product(self, w: _OperandRtl, a: _OperandRtl, shifted: bool) -> list[str]:
+        """Unsigned magnitudes multiplied and shifted; the sign applied once, as ones' complement."""
+        top = w.mag_max * a.mag_max
+        mpb, pb = top.bit_length(), self.product_bits
+        pm = _zext("mp", mpb, pb - 1)
+        lines = [
+            f"wire [{mpb - 1}:0] mp = mw * ma;  // magnitude product, at most {top}",
+            f"wire [PB-2:0] pm = {pm + ' << h' if shifted else pm};  // |k_w * k_a|",
+        ]
+        if not self._lane_negations:
+            return lines + ["wire signed [PB-1:0] p = {1'b0, pm};  // unsigned formats: never negative"]
+        signs = " ^ ".join(f"n{port}" for op, port in ((w, "w"), (a, "a")) if op.fmt.signed)
+        return lines + [
+            f"wire neg = {signs};  // product sign",
+            "wire signed [PB-1:0] p = {neg, pm ^ {(PB-1){neg}}};  // ones' complement: k_w * k_a - neg",
+            "assign negs[l] = neg;  // the lane sum adds it back",
+        ]
 
     def _top_module(self, w: _OperandRtl, a: _OperandRtl) -> str:
         pb, db, accb = self.product_bits, self.dot_bits, self.acc_bits
@@ -431,6 +498,10 @@ class MacUnit:
         else:  # narrow accumulator: sums are taken modulo 2^ACCB
             dot_ext = "dot_r[ACCB-1:0]"
             dot_hi = "\n    wire [DB-ACCB-1:0] unused_dot_hi = dot_r[DB-1:ACCB];  // modulo 2^ACCB: not needed"
+        negs_decl, negs_term = "", ""
+        if self._lane_negations:
+            negs_decl = "    wire [SIMD-1:0] negs;  // lane l: its product is stored as k_w * k_a - negs[l]\n"
+            negs_term = " + {{(DB-1){1'b0}}, negs[i]}"
         return f"""module {self.top} (
     input  wire clk,
     input  wire rst,        // synchronous, active high
@@ -450,7 +521,7 @@ class MacUnit:
 
     // ---- stage 1: SIMD exact products and their sum
     wire [SIMD*DB-1:0] prods;  // lane l: prods[l*DB +: DB], already sign-extended
-    genvar l;
+{negs_decl}    genvar l;
     generate
         for (l = 0; l < SIMD; l = l + 1) begin : lane
 {body_txt}
@@ -462,7 +533,7 @@ class MacUnit:
     always @* begin
         dot = {{DB{{1'b0}}}};
         for (i = 0; i < SIMD; i = i + 1)
-            dot = dot + prods[i*DB +: DB];  // equal widths: two's complement sum, no overflow
+            dot = dot + prods[i*DB +: DB]{negs_term};  // equal widths: two's complement sum, no overflow
     end
 
     reg dot_valid, dot_first;

@@ -145,7 +145,8 @@ def cached_layer_cost(spec: NativeMvauSpec, *, cache_dir: str | Path | None = No
 def features(spec: NativeMvauSpec) -> dict[str, float]:
     """Structural sizes of the compute the model is linear in (names match ``cost_fit``):
 
-    - ``mul``: lanes x significand bits of both operands (the array multipliers);
+    - ``mul``: lanes x significand bits of both operands (the array multipliers; magnitudes without
+      the sign bit in the shift architecture's sign-magnitude lanes);
     - ``shift``: lanes x product bits x shift-amount bits (the barrel shifters; 0 for integers);
     - ``add``: lanes x lane-sum bits (the adder tree);
     - ``acc``: PE x accumulator bits (accumulators, their restart, the result registers);
@@ -157,8 +158,8 @@ def features(spec: NativeMvauSpec) -> dict[str, float]:
     sig = {}
     shift_bits = 0
     for side, fmt in (("w", spec.weight_format), ("a", spec.input_format)):
-        if is_minifloat(fmt):
-            sig[side] = fmt.mantissa_bits + 2
+        if is_minifloat(fmt):  # unsigned magnitudes in sign-magnitude lanes, else signed significands
+            sig[side] = fmt.mantissa_bits + (1 if mac.sign_magnitude else 2)
             shift_bits += 2**fmt.exponent_bits - 2
         else:
             sig[side] = signed_bits(fmt.integer_min, fmt.integer_max)
