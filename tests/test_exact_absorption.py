@@ -84,6 +84,7 @@ def test_gap_ties_flip_under_finn_absorption_and_are_restored():
     np.testing.assert_array_equal(_outputs(fixed, xs), want)
     t = fixed.get_initializer(fixed.graph.node[-1].input[1])
     assert np.array_equal(t, np.round(t))  # integer thresholds on the integer pool sum
+    assert t.shape[0] == 1  # the same affine map on every channel: shared thresholds stay one row
 
 
 def test_identical_graphs_need_no_fix():

@@ -143,5 +143,7 @@ class ExactAbsorbedThresholds(Transformation):
                     new[c, j] = np.float32(exact)
                     changed += 1
         if changed:
+            if rows_a == 1 and (new == new[0]).all():
+                new = new[:1]  # shared thresholds stay one row (FINN's RTL generator then stores one channel per PE)
             model.set_initializer(na.input[1], new)
         return changed
