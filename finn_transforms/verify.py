@@ -24,6 +24,7 @@ give the lowest code, qonnx 1.0's FloatQuant turns +-Inf into NaN).
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import sys
 import types
@@ -45,6 +46,7 @@ from finn_transforms.exact.reference import concat
 from finn_transforms.native.mapping import DEFAULT_MAPPING, DEFAULT_MAX_ACC_BITS
 from finn_transforms.steps import lower_minifloat, make_step_lower_minifloat
 from finn_transforms.transformation import DEFAULT_MAX_THRESHOLDS, DEFAULT_MAX_WEIGHT_BITS
+from finn_transforms.transformation.exact_absorbed_thresholds import INEXACT_THRESHOLDS_KEY
 
 __all__ = ["Stage", "StageResult", "VerificationError", "VerifyReport", "per_sample", "verify"]
 
@@ -104,6 +106,8 @@ class VerifyReport:
     near_boundary: int = 0  # quantizer pre-activations within float32 error of a boundary (reference)
     rtl_cycles: dict[str, tuple[int, int]] = field(default_factory=dict)  # native layer: (simulated, NF*SF)
     rtl_not_simulated: list[str] = field(default_factory=list)  # native layers without RTL (exact execution)
+    # thresholds FINN's float32 tensors cannot hold exactly ({"count": n, "first": node}; None: all exact)
+    inexact_thresholds: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -126,6 +130,12 @@ class VerifyReport:
             else:
                 verdict = f"info only ({s.explained} near a boundary)" if s.mismatches else "equal (info only)"
             lines.append(f"{s.stage:<13}{s.kind:<15}{s.max_abs_diff:>12.3g}{s.mismatches:>10d} / {s.total:<6}  {verdict}")
+        if self.inexact_thresholds:
+            lines.append(
+                f"warning: {self.inexact_thresholds['count']:,} thresholds of the build (first in "
+                f"{self.inexact_thresholds['first']}) lie beyond 2^24 with no exact float32 value: the build decides "
+                "differently from the exact model for some inputs, even where these stages agree"
+            )
         if self.rtl_not_simulated:
             lines.append(f"rtl stage: no RTL for {len(self.rtl_not_simulated)} native layer(s), executed exactly instead: "
                          + ", ".join(self.rtl_not_simulated))
@@ -267,7 +277,7 @@ def verify(
         Stage("qonnx", FLOAT32, per_sample(_onnx_runner(exported))),
         Stage("lowered", EXACT, per_sample(_exact_runner(lowered))),
     ]
-    estimates, build_dir, rtl_cycles, not_simulated = None, None, {}, set()
+    estimates, build_dir, rtl_cycles, not_simulated, inexact = None, None, {}, set(), None
     if build:
         from finn_transforms.build import build_estimates
         from finn_transforms.hw_exec import load_full_graph
@@ -277,8 +287,10 @@ def verify(
         )
         build_dir = out / "finn_build"
         estimates = build_estimates(exported, build_dir, extra_steps_before=[step], **build_kwargs)
+        streamlined = load_full_graph(build_dir, STREAMLINE_STEP)
+        inexact = json.loads(streamlined.get_metadata_prop(INEXACT_THRESHOLDS_KEY) or "null")
         stages += [
-            Stage("streamlined", EXACT, per_sample(_exact_runner(load_full_graph(build_dir, STREAMLINE_STEP), hw=True))),
+            Stage("streamlined", EXACT, per_sample(_exact_runner(streamlined, hw=True))),
             Stage("hw", EXACT, per_sample(_exact_runner(load_full_graph(build_dir), hw=True))),
         ]
         if rtl:
@@ -303,7 +315,7 @@ def verify(
         outputs[stage.name] = (concat(got, 0).to_float64() if stage.kind == EXACT
                                else np.concatenate([np.asarray(g, dtype=np.float32) for g in got]))
     report = VerifyReport(results, float(quantum) if quantum else None, out, estimates, outputs, near_total, rtl_cycles,
-                          sorted(not_simulated))
+                          sorted(not_simulated), inexact)
     bad = [s for s in results if not s.agrees and not (s.kind == FLOAT32 and s.unexplained <= max_mismatch_fraction * s.total)]
     if raise_on_mismatch and bad:
         names = ", ".join(f"{s.stage} ({s.unexplained}/{s.total})" for s in bad)

@@ -92,7 +92,8 @@ def run_cell(key: str, fmt: Format, work: Path, target_fps: float, mobilenet_siz
         status="builds",
         lut=est.total_lut, bram_18k=est.total_bram_18k, dsp=est.total_dsp, max_cycles=est.max_cycles,
         fps=est.throughput_fps, layers=len(est.layers),
-        verify="exact" if not bad else "mismatch: " + ", ".join(bad),
+        verify=("exact" if not bad else "mismatch: " + ", ".join(bad))
+        + (f"; {report.inexact_thresholds['count']:,} thresholds not float32-exact" if report.inexact_thresholds else ""),
         outputs=report.stages[0].total,
         build_s=round(est.build_time_s, 1), wall_s=round(time.perf_counter() - start, 1),
     )
@@ -199,6 +200,11 @@ NOTES = [
     "  (`MVAU_minifloat`, `VVAU_minifloat` for depthwise convolutions; docs/design.md, Native minifloat layers),",
     "  and an activation whose consumer cannot take ordinals (a residual add, a pool) keeps its ordinal",
     "  thresholds (255 for E4M3) with the decode to integers as a HW layer (`OrdinalLUT`).",
+    "- \"N thresholds not float32-exact\" (verify column): thresholds beyond 2^24 with no float32 value that",
+    "  decides like the exact integer threshold (native E4M3 accumulators reach 2^27 and a BatchNorm scale gives",
+    "  their thresholds that many significant bits; FINN's threshold tensors are float32). Such a build agrees",
+    "  with the exact model on the inputs verify tried (\"exact\") but not on every input; a mismatch there is",
+    "  this (docs/design.md, Native minifloat layers).",
     "- Integer formats: integer `Quant` activations (and every model's INT8 input quantizer) are lowered by",
     "  our `LowerIntegerActivations` with tie-exact thresholds (round half to even, as Brevitas and qonnx).",
     "  FINN's own conversion (`ConvertQONNXtoFINN`) puts the thresholds at the half-steps and rounds ties up:",

@@ -173,6 +173,10 @@ def test_e4m3_depthwise_separable_cnn_builds_and_verifies_with_the_default_mappi
     report = _verify_exact(model, torch.randn(3, *model.input_shape[1:]), tmp_path)
     types = _types(report)
     assert "VVAU_minifloat_rtl" in types and "OrdinalLUT_rtl" in types and "MVAU_minifloat_rtl" in types
+    # the first conv's INT8 x E4M3 sums reach 2^24+ and a BatchNorm scale gives their thresholds more
+    # significant bits than float32 has: the build says so (docs/design.md, Native minifloat layers)
+    assert report.inexact_thresholds and report.inexact_thresholds["count"] > 0
+    assert "no exact float32 value" in report.summary()
     assert not any(t.startswith(("MVAU_hls", "MVAU_rtl")) for t in types)  # every weight layer native
 
 
@@ -326,3 +330,22 @@ def test_e5m2_pool_with_an_odd_window_is_refused_naming_the_pool(tmp_path):
                       batches=2, batch_size=8)
     with pytest.raises(FinnBuildError, match=r"AveragePool.*window 125.*cannot be held exactly in a float32"):
         verify(model, torch.randn(1, *model.input_shape[1:]), tmp_path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(t=st.integers(-(2**40), 2**40))
+def test_float32_threshold_decides_like_the_integer_threshold_or_is_none(t):
+    """A float32 in (t - 1, t] when one exists (then ``x >= f`` equals ``x >= t`` for every integer x),
+    None exactly when the float32 grid skips the whole interval."""
+    from finn_transforms.transformation.exact_absorbed_thresholds import float32_threshold
+
+    got = float32_threshold(t)
+    below = np.nextafter(np.float32(t), np.float32(-np.inf))
+    candidates = [f for f in (np.float32(t), below, np.nextafter(np.float32(t), np.float32(np.inf)))
+                  if t - 1 < Fraction(float(f)) <= t]
+    if got is None:
+        assert not candidates
+    else:
+        assert t - 1 < Fraction(float(got)) <= t and got.dtype == np.float32
+    if abs(t) <= 2**24:
+        assert got is not None and Fraction(float(got)) == t

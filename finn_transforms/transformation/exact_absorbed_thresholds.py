@@ -16,11 +16,20 @@ on probe inputs and checked on every probed element; where ``u`` is integer-valu
 become ``ceil((T - b) / a)`` (for ``a > 0``), exact for every integer input. Thresholds where the map
 cannot be established (non-affine, constant channel, ``a <= 0``, non-integer ``u``) are left as FINN
 computed them.
+
+Beyond 2^24 an integer threshold ``t`` is exact as any float32 in ``(t - 1, t]``; where there is none
+(native minifloat accumulators: E4M3 x INT8 sums reach 2^27, and a BatchNorm scale gives their
+thresholds up to 27 significant bits) FINN's float32 threshold tensors cannot hold the exact decision
+(upstream: FINN's threshold containers are float32, ``RoundAndClipThresholds`` casts back to float32).
+Such thresholds keep FINN's value and are counted: the model's metadata ``INEXACT_THRESHOLDS_KEY``
+records how many and the first node, a warning names them, and ``verify`` reports them.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -30,7 +39,10 @@ from qonnx.transformation.base import Transformation
 from finn_transforms.exact import Exact, ExactError, execute_exact_hw
 from finn_transforms.exact.hw_executor import generic_op_type
 
-__all__ = ["ExactAbsorbedThresholds"]
+__all__ = ["ExactAbsorbedThresholds", "INEXACT_THRESHOLDS_KEY", "float32_threshold"]
+
+#: Model metadata: ``{"count": n, "first": node name}`` of thresholds no float32 holds exactly.
+INEXACT_THRESHOLDS_KEY = "inexact_float32_thresholds"
 
 _RANK_LAYOUT = {2: "NC", 3: "NWC", 4: "NCHW"}
 _THRESHOLDING = ("MultiThreshold", "Thresholding")
@@ -52,6 +64,14 @@ def _channels_last(x: Exact, node) -> np.ndarray:
     cdim = layout.index("C") if "C" in layout else 1
     moved = np.moveaxis(x.fractions(), cdim, -1)
     return moved.reshape(-1, moved.shape[-1])
+
+
+def float32_threshold(t: int) -> np.float32 | None:
+    """A float32 in ``(t - 1, t]`` (the same decisions as integer threshold ``t`` on integer inputs), or None."""
+    f = np.float32(t)
+    if float(f) > t:
+        f = np.nextafter(f, np.float32(-np.inf))
+    return f if float(f) > t - 1 else None
 
 
 def _affine(u: np.ndarray, z: np.ndarray) -> tuple[Fraction, Fraction] | None:
@@ -80,6 +100,7 @@ class ExactAbsorbedThresholds(Transformation):
         self.probes = probes
         self.seed = seed
         self.fixed = 0  # thresholds changed by the last apply()
+        self.inexact: dict[str, int] = {}  # node -> thresholds no float32 holds (last apply())
 
     def _probe_inputs(self, model: ModelWrapper) -> list[np.ndarray]:
         name = model.graph.input[0].name
@@ -88,7 +109,7 @@ class ExactAbsorbedThresholds(Transformation):
         return [(rng.standard_normal(shape) * _SCALES[i % len(_SCALES)]).astype(np.float32) for i in range(self.probes)]
 
     def apply(self, model: ModelWrapper):
-        self.fixed = 0
+        self.fixed, self.inexact = 0, {}
         before = [n for n in self.reference.graph.node if generic_op_type(n) in _THRESHOLDING]
         after = [n for n in model.graph.node if generic_op_type(n) in _THRESHOLDING]
         if not after or len(before) != len(after):
@@ -105,6 +126,14 @@ class ExactAbsorbedThresholds(Transformation):
             return model, False  # a graph the exact evaluator cannot run: leave FINN's thresholds
         for i, (nb, na) in enumerate(zip(before, after)):
             self.fixed += self._fix(model, nb, na, np.concatenate(pairs[i][0]), np.concatenate(pairs[i][1]))
+        if self.inexact:
+            count, first = sum(self.inexact.values()), next(iter(self.inexact))
+            model.set_metadata_prop(INEXACT_THRESHOLDS_KEY, json.dumps({"count": count, "first": first}))
+            warnings.warn(
+                f"{count} thresholds in {len(self.inexact)} node(s) (first: {first!r}) lie beyond 2^24 with no exact "
+                "float32 value; FINN's float32 threshold tensors make them decide differently from the exact model "
+                "for some inputs", stacklevel=2,
+            )
         return model, False
 
     def _fix(self, model: ModelWrapper, nb, na, u: np.ndarray, z: np.ndarray) -> int:
@@ -121,10 +150,11 @@ class ExactAbsorbedThresholds(Transformation):
         new = np.array(t_after, dtype=np.float32)
         if rows_a == 1 and channels > 1:
             new = np.repeat(new, channels, axis=0)
-        # clipped into the input's integer datatype: the same counts for every input of that type, and
-        # FINN's thresholding asserts non-negative thresholds on unsigned inputs
+        # clipped at 0 on unsigned inputs (FINN's thresholding asserts non-negative thresholds there);
+        # not at the datatype's other bounds: after streamlining a MatMul's INT32 is qonnx's default, not a
+        # bound (native accumulators exceed it), and clipping there would change decisions
         dt = model.get_tensor_datatype(na.input[0])
-        lo, hi = (int(dt.min()), int(dt.max()) + 1) if dt.is_integer() else (None, None)
+        lo = 0 if dt.is_integer() and not dt.signed() else None
         changed = 0
         for c in range(channels):
             ab = _affine(u[:, c], z[:, c])
@@ -136,11 +166,13 @@ class ExactAbsorbedThresholds(Transformation):
                     continue
                 exact = math.ceil((Fraction(float(t)) - b) / a)
                 if lo is not None:
-                    exact = min(max(exact, lo), hi)
-                if abs(exact) >= 2**24:  # not a float32 integer: keep FINN's value
+                    exact = max(exact, lo)
+                held = float32_threshold(exact)
+                if held is None:  # no float32 decides like it: keep FINN's value, counted (module docstring)
+                    self.inexact[na.name] = self.inexact.get(na.name, 0) + 1
                     continue
-                if new[c, j] != np.float32(exact):
-                    new[c, j] = np.float32(exact)
+                if new[c, j] != held:
+                    new[c, j] = held
                     changed += 1
         if changed:
             if rows_a == 1 and (new == new[0]).all():
