@@ -8,7 +8,9 @@ format, FINN's own MVAU) and ``mapping="native"`` (ordinal thresholds + ``MVAU_m
 for INT4 / INT8 (FINN's flow), at one fixed folding (every layer fully folded, PE = SIMD = 1) and
 at one ``target_fps``. Per build: thresholds per channel of the widest activation layer, weight
 bits (code or integer width), FINN's LUT / BRAM / DSP estimates (for native layers the op's
-``*_estimation`` methods), and the estimated cycles of the slowest layer. Refusals are rows too.
+``*_estimation`` methods, and beside them FINN's own MVAU LUT model evaluated on the same node), the
+estimated cycles of the slowest layer, and for native builds the slowest native layer's cycles for
+one frame both from ``get_exp_cycles()`` and simulated in its RTL. Refusals are rows too.
 
     python scripts/native_minifloat_table.py [--out docs/native_minifloat.md] [--models mlp,cnn]
                                              [--formats INT4,E4M3] [--target-fps 10000] [--json out.json]
@@ -26,17 +28,24 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from brevitas_minifloat import export_qonnx
+from brevitas_minifloat.hw.operands import is_minifloat
 from brevitas_minifloat.zoo import calibrate, cnv_cnn, tfc_mlp
 from finn_transforms.build import FinnBuildError, build_estimates
+from finn_transforms.finn_defaults import DEFAULT_FPGA_PART
+from finn_transforms.native.sim import execute_native_layer_rtl
 from finn_transforms.steps import make_step_lower_minifloat
 from finn_transforms.transformation import LoweringError
 
-BENCH_START, BENCH_END = "<!-- bench_native:start -->", "<!-- bench_native:end -->"
+# sections other scripts write into the same document, kept as they are: benchmarks/bench_native.py
+# --write-doc and scripts/native_pareto.py
+KEPT_SECTIONS = (("<!-- bench_native:start -->", "<!-- bench_native:end -->"),
+                 ("<!-- native_pareto:start -->", "<!-- native_pareto:end -->"))
 FORMATS = ["INT4", "INT8", "E2M1", "E2M3", "E3M2", "E4M3", "E5M2"]
 MODELS = {
     "mlp": (lambda f: tfc_mlp(f, f, input_bits_or_fmt=f, power_of_two=True), (1, 784)),
@@ -46,18 +55,46 @@ _MVAU_TYPES = ("MVAU_hls", "MVAU_rtl", "MVAU_minifloat_rtl")  # FINN's MVAUs and
 
 
 def _layer_facts(hw_graph: Path) -> dict:
-    """Thresholds per channel (widest Thresholding layer) and weight bits (widest MVAU) of a HW graph."""
+    """Thresholds per channel (widest Thresholding layer), weight bits (widest MVAU), FINN's MVAU LUT
+    model summed over the matrix-vector layers (for a native layer: FINN's ``MVAU_hls.lut_estimation``
+    on the same node, i.e. as if its codes and ordinals were integers of that width), and the slowest
+    native layer's estimated and RTL-simulated cycles for one frame."""
     import finn_transforms.native.hw_op  # noqa: F401  (registers MVAU_minifloat)
+    from finn.custom_op.fpgadataflow.hls.matrixvectoractivation_hls import MVAU_hls
 
     model = ModelWrapper(str(hw_graph))
-    thresholds, weight_bits, kinds = 0, 0, set()
+    thresholds, weight_bits, kinds, finn_lut, native = 0, 0, set(), 0.0, []
     for node in model.graph.node:
         if node.op_type.startswith("Thresholding"):
             thresholds = max(thresholds, model.get_initializer(node.input[1]).shape[-1])
-        if node.op_type in _MVAU_TYPES:
-            weight_bits = max(weight_bits, getCustomOp(node).get_input_datatype(1).bitwidth())
+        if node.op_type.startswith(("OrdinalLUT", "VVAU")):  # hardware decodes, depthwise layers
             kinds.add(node.op_type)
-    return {"thresholds": thresholds, "weight_bits": weight_bits, "mvau_types": sorted(kinds)}
+        if node.op_type in _MVAU_TYPES:
+            inst = getCustomOp(node)
+            weight_bits = max(weight_bits, inst.get_input_datatype(1).bitwidth())
+            kinds.add(node.op_type)
+            finn_lut += MVAU_hls.lut_estimation(inst, DEFAULT_FPGA_PART) if node.op_type == "MVAU_minifloat_rtl" \
+                else inst.lut_estimation(DEFAULT_FPGA_PART)
+            if node.op_type == "MVAU_minifloat_rtl":
+                native.append(inst)
+    facts = {"thresholds": thresholds, "weight_bits": weight_bits, "mvau_types": sorted(kinds),
+             "finn_mvau_lut": round(finn_lut)}
+    if native:
+        facts.update(_simulated_cycles(max(native, key=lambda inst: inst.get_exp_cycles()), model))
+    return facts
+
+
+def _simulated_cycles(inst, model: ModelWrapper) -> dict:
+    """One frame (``numInputVectors`` vectors of random stream elements: cycles do not depend on the
+    data) through the layer's RTL, beside ``get_exp_cycles()``."""
+    spec = inst.spec()
+    vectors = int(np.prod(inst.get_nodeattr("numInputVectors")))
+    rng = np.random.default_rng(0)
+    fmt = spec.input_format
+    lo, hi = (0, len(fmt.values()) - 1) if is_minifloat(fmt) else (fmt.integer_min, fmt.integer_max)
+    x = rng.integers(lo, hi + 1, size=(vectors, spec.mw))
+    _, cycles = execute_native_layer_rtl(spec, inst.weight_codes(model), x)
+    return {"native_layer": inst.onnx_node.name, "native_cycles_est": int(inst.get_exp_cycles()), "native_cycles_sim": cycles}
 
 
 def build_row(model_name: str, fmt: str, mapping: str, target_fps: float | None, work: Path) -> dict:
@@ -110,6 +147,12 @@ BEYOND_THESE_MODELS = [
 ]
 
 
+def _native_cycles(row: dict) -> str:
+    if "native_cycles_sim" not in row:
+        return ""
+    return f"{row['native_cycles_est']} / {row['native_cycles_sim']}"
+
+
 def render(rows: list[dict], target_fps: float, argv: str) -> str:
     lines = [
         "# Native minifloat layers in FINN",
@@ -130,11 +173,16 @@ def render(rows: list[dict], target_fps: float, argv: str) -> str:
         "over the layers: FINN's analytic models for FINN's layers, and for `MVAU_minifloat` its",
         "`*_estimation` methods, i.e. `finn_transforms.native.cost` (cached Yosys synthesis of the layer or",
         "the model fitted to synthesized layers; its error is stated in native_layer_cost.md). So the MVAU",
-        "columns compare FINN's model of its MVAU with our synthesis-based model of ours. They are split into the",
+        "columns compare FINN's model of its MVAU with our synthesis-based model of ours; *FINN's model* beside",
+        "it is FINN's own `MVAU_hls.lut_estimation` evaluated on the same nodes (for a native layer: as if its",
+        "weight codes and input ordinals were integers of that width, with its exact accumulator). They are split into the",
         "matrix-vector layers and the thresholding layers (FINN's `Thresholding_rtl` estimate counts the",
         "threshold memory of every channel, even when a per-tensor quantizer shares it: the 784-channel input",
-        "quantizer dominates the MLP); *cycles*, the slowest layer's estimated cycles per frame. Refused",
-        "builds give the reason.",
+        "quantizer dominates the MLP); *cycles*, the slowest layer's estimated cycles per frame. *native",
+        "cycles est. / sim.*: the slowest native layer's `get_exp_cycles()` for one frame and the cycles its",
+        "generated RTL took to stream that frame (`numInputVectors` vectors, no back-pressure) in a simulator",
+        "(`finn_transforms.native.sim`; Verilator for long runs, else Icarus): the full layer, not a reduced",
+        "folding. Refused builds give the reason.",
         "",
         "The synthesized cost of the native layer itself (Yosys, LUT / FF per layer vs INT8) is in",
         "[native_layer_cost.md](native_layer_cost.md) (`scripts/native_layer_cost_table.py`).",
@@ -145,17 +193,17 @@ def render(rows: list[dict], target_fps: float, argv: str) -> str:
         lines += [f"## {title}", ""]
         for model_name in dict.fromkeys(r["model"] for r in rows):
             lines += [f"### {model_name.upper()}", "",
-                      "| format | mapping | status | thresholds | w bits | LUT | MVAU LUT | thresholding LUT | BRAM18 | DSP "
-                      "| cycles | layers |",
-                      "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+                      "| format | mapping | status | thresholds | w bits | LUT | MVAU LUT | MVAU LUT, FINN's model "
+                      "| thresholding LUT | BRAM18 | DSP | cycles | native cycles est. / sim. | layers |",
+                      "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
             for r in rows:
                 if r["model"] != model_name or r["target_fps"] != fps:
                     continue
                 status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('reason', '')}"
                 lines.append(
                     f"| {r['format']} | {r['mapping']} | {status} | {_cell(r, 'thresholds')} | {_cell(r, 'weight_bits')} | "
-                    f"{_cell(r, 'lut')} | {_cell(r, 'mvau_lut')} | {_cell(r, 'thr_lut')} | {_cell(r, 'bram18')} | "
-                    f"{_cell(r, 'dsp')} | {_cell(r, 'max_cycles')} | "
+                    f"{_cell(r, 'lut')} | {_cell(r, 'mvau_lut')} | {_cell(r, 'finn_mvau_lut')} | {_cell(r, 'thr_lut')} | "
+                    f"{_cell(r, 'bram18')} | {_cell(r, 'dsp')} | {_cell(r, 'max_cycles')} | {_native_cycles(r)} | "
                     f"{', '.join(r.get('mvau_types', []))} |"
                 )
             lines.append("")
@@ -183,10 +231,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(rows[-1]), flush=True)
     extra = " ".join(a for a in argv if not a.startswith(("--out", "--json", "--from-json")) and not a.endswith(".json"))
     out = Path(args.out)
-    bench = ""  # the benchmark section benchmarks/bench_native.py --write-doc put there
-    if out.is_file() and BENCH_START in (old := out.read_text()):
-        bench = "\n" + BENCH_START + old.partition(BENCH_START)[2].partition(BENCH_END)[0] + BENCH_END + "\n"
-    out.write_text(render(rows, args.target_fps, extra) + "\n" + bench)
+    old = out.read_text() if out.is_file() else ""
+    kept = "".join("\n" + start + old.partition(start)[2].partition(end)[0] + end + "\n"
+                   for start, end in KEPT_SECTIONS if start in old and end in old)
+    out.write_text(render(rows, args.target_fps, extra) + "\n" + kept)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print(f"wrote {args.out}")
