@@ -190,6 +190,16 @@ def test_sweep_records_refusals_writes_report_and_resumes(workload, tmp_path):
     run_dse(workload, points + [Point("INT4", "INT4", ("bias_correction",))], tmp_path, executor=more, finn=finn,
             progress=False, calibration_seeds=1)
     assert more.calls == ["accuracy_job"]  # same formats: the FINN estimate is shared
+    if finn:  # a refit native cost model (or a new MAC generator) misses the native build, nothing else
+        from finn_transforms.native import cost_fit
+
+        coefficients = {k: dict(v) for k, v in cost_fit.COEFFICIENTS.items()}
+        coefficients["lut"]["mul"] += 1.0
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(cost_fit, "COEFFICIENTS", coefficients)
+            refit = CountingExecutor()
+            run_dse(workload, points, tmp_path, executor=refit, finn=finn, progress=False, calibration_seeds=1)
+        assert refit.calls == ["hardware_job"]
 
 
 def test_mac_cost_hook_and_no_finn(workload, tmp_path):

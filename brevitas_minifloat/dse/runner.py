@@ -354,6 +354,7 @@ def run_dse(
     for p in points:
         acc_keys[p.key] = key("accuracy", point=p.to_dict())
         lookup(acc_keys[p.key], jobs.accuracy_job, (wl, p.to_dict(), acc_opts))
+    from finn_transforms.native.cost import cost_model_id
     from finn_transforms.native.mapping import check_mapping
 
     mappings = [check_mapping(m) for m in mappings]
@@ -368,8 +369,10 @@ def run_dse(
             for m in point_mappings(p, mappings):
                 if (p.hw_key, m) in hw_keys:
                     continue
-                # "integer" and "embedding" builds keep the key they had before mappings existed
-                extra = hw_extra if m in ("integer", "embedding") else {**hw_extra, "mapping": m}
+                # "integer" and "embedding" builds keep the key they had before mappings existed; builds
+                # that may contain native layers carry the native cost model (a refit or new MAC generator misses)
+                extra = hw_extra if m in ("integer", "embedding") else {**hw_extra, "mapping": m,
+                                                                        "native_cost": cost_model_id()}
                 hw_keys[p.hw_key, m] = key("hardware", weights=p.weights, activations=p.activations, **extra)
                 opts = {**hw_opts, "mapping": "embedding" if m == "integer" else m}
                 lookup(hw_keys[p.hw_key, m], jobs.hardware_job, (wl, p.weights, p.activations, opts))

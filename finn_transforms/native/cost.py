@@ -174,6 +174,16 @@ def features(spec: NativeMvauSpec) -> dict[str, float]:
     }
 
 
+def cost_model_id() -> str:
+    """Identifies the native cost as builds compute it (MAC generator version + fitted coefficients), for
+    cache keys of results that contain native LUT/FF numbers (e.g. the DSE's hardware jobs)."""
+    from brevitas_minifloat.hw.rtl import GENERATOR_VERSION
+    from finn_transforms.native.cost_fit import COEFFICIENTS
+
+    blob = f"{GENERATOR_VERSION}:{sorted((k, sorted(v.items())) for k, v in COEFFICIENTS.items())}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def model_cost(spec: NativeMvauSpec, coefficients: dict | None = None) -> dict:
     """The fitted model's ``lut`` / ``ff`` of the compute plus the counted weight memory."""
     if coefficients is None:
