@@ -19,7 +19,7 @@ thresholds FINN absorbed in float32 recomputed exactly
 (`finn_transforms.transformation.exact_absorbed_thresholds`).
 ``step_minimize_bit_width_initial`` / ``step_minimize_bit_width`` here are FINN's steps of the same
 names made exact for XNOR-popcount layers (binary weights x bipolar activations; see
-`xnor_exact_step`). ``build_estimates`` and ``minifloat_estimate_steps`` use them in place of FINN's.
+`xnor_exact_step`) and for float64 thresholds (`float64_threshold_step`). ``build_estimates`` and ``minifloat_estimate_steps`` use them in place of FINN's.
 """
 
 from __future__ import annotations
@@ -52,10 +52,15 @@ from finn_transforms.transformation import (
     LoweringError,
 )
 from finn_transforms.transformation.clamp_xnor_popcount_thresholds import xnor_threshold_inputs
+from finn_transforms.transformation.round_and_clip_float64_thresholds import (
+    RoundAndClipFloat64Thresholds,
+    float64_thresholds,
+)
 
 __all__ = [
     "MINIFLOAT_STEP",
     "REPLACED_FINN_STEPS",
+    "float64_threshold_step",
     "XNOR_EXACT_STEPS",
     "lower_minifloat",
     "make_step_lower_minifloat",
@@ -264,6 +269,29 @@ def xnor_exact_step(finn_step: Callable[[ModelWrapper, Any], ModelWrapper]) -> C
     return step
 
 
+def float64_threshold_step(finn_step: Callable[[ModelWrapper, Any], ModelWrapper]) -> Callable[[ModelWrapper, Any], ModelWrapper]:
+    """Wrap one of FINN's bit-width minimisation steps so float64 thresholds stay float64 (exact beyond
+    2^24; `finn_transforms.transformation.round_and_clip_float64_thresholds`: FINN+ 1.6.1's
+    ``RoundAndClipThresholds`` casts them to float32). After the step the float64 tensors are put back
+    rounded and clipped as FINN does, and FINN's ``MinimizeWeightBitWidth`` re-sizes the threshold
+    types from them. Keeps the step's ``__name__``."""
+
+    @functools.wraps(finn_step)
+    def step(model: ModelWrapper, cfg: Any) -> ModelWrapper:
+        saved = float64_thresholds(model)
+        model = finn_step(model, cfg)
+        if not saved:
+            return model
+        model = model.transform(RoundAndClipFloat64Thresholds(saved))
+        if getattr(cfg, "minimize_bit_width", True):
+            from finn.transformation.fpgadataflow.minimize_weight_bit_width import MinimizeWeightBitWidth
+
+            model = model.transform(MinimizeWeightBitWidth())
+        return model.transform(InferDataTypes())
+
+    return step
+
+
 def _finn_step(name: str) -> Callable[[ModelWrapper, Any], ModelWrapper]:
     from finn_transforms.finn_env import import_builder  # needs FINN settings (inside a build they exist)
 
@@ -271,15 +299,15 @@ def _finn_step(name: str) -> Callable[[ModelWrapper, Any], ModelWrapper]:
 
 
 def step_minimize_bit_width_initial(model: ModelWrapper, cfg: Any) -> ModelWrapper:
-    """FINN's ``step_minimize_bit_width_initial``, exact for XNOR-popcount MVAUs (`xnor_exact_step`) and
-    for native layers with accumulators over 64 bits (`finn_transforms.native.steps.wide_accumulator_step`)."""
-    return xnor_exact_step(native_steps.wide_accumulator_step(_finn_step("step_minimize_bit_width_initial")))(model, cfg)
+    """FINN's ``step_minimize_bit_width_initial``, exact for XNOR-popcount MVAUs (`xnor_exact_step`), for
+    float64 thresholds (`float64_threshold_step`) and for native layers with accumulators over 64 bits (`finn_transforms.native.steps.wide_accumulator_step`)."""
+    return xnor_exact_step(native_steps.wide_accumulator_step(float64_threshold_step(_finn_step("step_minimize_bit_width_initial"))))(model, cfg)
 
 
 def step_minimize_bit_width(model: ModelWrapper, cfg: Any) -> ModelWrapper:
-    """FINN's ``step_minimize_bit_width``, exact for XNOR-popcount MVAUs (`xnor_exact_step`) and for
-    native layers with accumulators over 64 bits (`finn_transforms.native.steps.wide_accumulator_step`)."""
-    return xnor_exact_step(native_steps.wide_accumulator_step(_finn_step("step_minimize_bit_width")))(model, cfg)
+    """FINN's ``step_minimize_bit_width``, exact for XNOR-popcount MVAUs (`xnor_exact_step`), for float64
+    thresholds (`float64_threshold_step`) and for native layers with accumulators over 64 bits (`finn_transforms.native.steps.wide_accumulator_step`)."""
+    return xnor_exact_step(native_steps.wide_accumulator_step(float64_threshold_step(_finn_step("step_minimize_bit_width"))))(model, cfg)
 
 
 def step_streamline(model: ModelWrapper, cfg: Any) -> ModelWrapper:

@@ -106,7 +106,7 @@ class VerifyReport:
     near_boundary: int = 0  # quantizer pre-activations within float32 error of a boundary (reference)
     rtl_cycles: dict[str, tuple[int, int]] = field(default_factory=dict)  # native layer: (simulated, NF*SF)
     rtl_not_simulated: list[str] = field(default_factory=list)  # native layers without RTL (exact execution)
-    # thresholds FINN's float32 tensors cannot hold exactly ({"count": n, "first": node}; None: all exact)
+    # thresholds no float32 or float64 tensor holds exactly (beyond 2^53; {"count": n, "first": node}; None: all exact)
     inexact_thresholds: dict | None = None
 
     @property
@@ -133,7 +133,7 @@ class VerifyReport:
         if self.inexact_thresholds:
             lines.append(
                 f"warning: {self.inexact_thresholds['count']:,} thresholds of the build (first in "
-                f"{self.inexact_thresholds['first']}) lie beyond 2^24 with no exact float32 value: the build decides "
+                f"{self.inexact_thresholds['first']}) lie beyond 2^53 with no exact float64 value: the build decides "
                 "differently from the exact model for some inputs, even where these stages agree"
             )
         if self.rtl_not_simulated:

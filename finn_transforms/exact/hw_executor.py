@@ -36,7 +36,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from finn_transforms.exact.reference import Context, OpFn, concat, evaluate, node_label
 from finn_transforms.finn_defaults import HW_DOMAIN, is_hw_node
 from finn_transforms.exact.tensor import Exact, ExactError, bound, exact_matmul, int_binary
-from finn_transforms.exact.thresholding import count_reached
+from finn_transforms.exact.thresholding import count_reached, threshold_container
 
 __all__ = ["execute_exact_hw", "generic_op_type", "hw_op_registry", "register_hw_op"]
 
@@ -131,7 +131,7 @@ def _check_acc(acc: np.ndarray, ctx: Context, inst) -> None:
 
 def _thresholds(acc: np.ndarray, thresholds: np.ndarray, inst, ctx: Context, act_attr: str = "ActVal") -> Exact:
     """Channels-last MultiThreshold of an integer accumulator, as FINN's MVAU/VVAU/Thresholding."""
-    thr = np.sort(np.asarray(thresholds, dtype=np.float32).reshape(thresholds.shape[0], -1), axis=1)
+    thr = np.sort(threshold_container(thresholds).reshape(thresholds.shape[0], -1), axis=1)
     groups = None
     if thr.shape[0] > 1:
         if acc.shape[-1] != thr.shape[0]:
@@ -213,7 +213,7 @@ def _vvau(ins, ctx):
 def _thresholding(ins, ctx):
     inst, _ = _inst(ctx)
     x = ins[0]
-    thr = np.sort(np.asarray(_const(ctx, 1), dtype=np.float32), axis=1)
+    thr = np.sort(threshold_container(_const(ctx, 1)), axis=1)
     groups = None
     if thr.shape[0] > 1:
         groups = np.broadcast_to(np.arange(thr.shape[0]), x.shape)

@@ -23,7 +23,7 @@ import torch
 from brevitas_minifloat.qonnx_contract.int_quant import ROUNDING_MODES, int_quant_code, int_quant_range
 from finn_transforms.exact.reference import Context, register_op
 from finn_transforms.exact.tensor import Exact, ExactError, fraction_gcd
-from finn_transforms.exact.thresholding import count_reached, float32_boundaries, group_index
+from finn_transforms.exact.thresholding import count_reached, float32_boundaries, group_index, threshold_container
 
 
 def _params(ins: list, ctx: Context, indices: tuple[int, ...]) -> list[np.ndarray]:
@@ -142,7 +142,7 @@ def _multithreshold(ins, ctx):
     thresholds = ctx.const(1)
     if thresholds is None:
         raise ctx.fail("thresholds must be a constant initializer")
-    thresholds = np.sort(np.asarray(thresholds, dtype=np.float32).reshape(thresholds.shape[0], -1), axis=1)
+    thresholds = np.sort(threshold_container(thresholds).reshape(thresholds.shape[0], -1), axis=1)
     if np.any(np.isnan(thresholds)):
         raise ctx.fail("NaN thresholds")
     layout = ctx.attr("data_layout", "") or _RANK_LAYOUT.get(x.ndim)

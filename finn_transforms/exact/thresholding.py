@@ -20,7 +20,7 @@ import numpy as np
 
 from finn_transforms.exact.tensor import Exact, ExactError, as_fraction_array
 
-__all__ = ["count_reached", "float32_boundaries", "group_index", "integer_boundaries"]
+__all__ = ["count_reached", "float32_boundaries", "group_index", "integer_boundaries", "threshold_container"]
 
 _KEY_INF = 0x7F800000  # ordered key of +inf (keys of -inf, +-0, +inf: -_KEY_INF, 0, _KEY_INF)
 
@@ -57,6 +57,13 @@ def float32_boundaries(code_fn: Callable[[np.ndarray], np.ndarray], targets: np.
     out = _from_key(hi)
     out = np.where(always, np.float32(-np.inf), out)
     return np.where(never, np.float32(np.inf), out).astype(np.float32)
+
+
+def threshold_container(thresholds) -> np.ndarray:
+    """A threshold tensor as FINN holds it: float64 when stored as float64 (integer thresholds beyond
+    2^24 that no float32 holds, `finn_transforms.transformation.exact_absorbed_thresholds`), else float32."""
+    arr = np.asarray(thresholds)
+    return arr if arr.dtype == np.float64 else arr.astype(np.float32)
 
 
 def group_index(shape: tuple[int, ...], params: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -105,10 +112,10 @@ def integer_boundaries(bounds: np.ndarray, scale: Fraction, lo: int, hi: int) ->
 def count_reached(x: Exact, boundaries: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
     """``#{j : x >= boundaries[g, j]}`` per element, exactly (int64, shape of ``x``).
 
-    ``boundaries`` is ``(G, J)`` float32, sorted along ``j``; ``groups`` (shape of ``x``, values in
+    ``boundaries`` is ``(G, J)`` float32 (or float64, `threshold_container`), sorted along ``j``; ``groups`` (shape of ``x``, values in
     ``range(G)``) picks each element's row (``None``: one row for all).
     """
-    boundaries = np.asarray(boundaries, dtype=np.float32)
+    boundaries = threshold_container(boundaries)
     if boundaries.ndim != 2:
         raise ExactError(f"boundaries must be (groups, count), got shape {boundaries.shape}")
     if np.any(np.diff(boundaries.astype(np.float64), axis=1) < 0):

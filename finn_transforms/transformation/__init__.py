@@ -14,6 +14,7 @@ from finn_transforms.transformation.lower_minifloat_weights import LowerMinifloa
 from finn_transforms.transformation.lower_syq_group_scales import LowerSyqGroupScales
 from finn_transforms.transformation.move_flatten_past_multithreshold import MoveFlattenPastMultiThreshold
 from finn_transforms.transformation.remove_flat_transpose import RemoveFlatTransposeBeforeFlatten
+from finn_transforms.transformation.round_and_clip_float64_thresholds import RoundAndClipFloat64Thresholds
 from finn_transforms.transformation.scalarize_uniform_scales import ScalarizeUniformScales
 from finn_transforms.transformation.streamline_topologies import StreamlineTopologies
 
@@ -33,6 +34,7 @@ __all__ = [
     "LoweringError",
     "MoveFlattenPastMultiThreshold",
     "RemoveFlatTransposeBeforeFlatten",
+    "RoundAndClipFloat64Thresholds",
     "ScalarizeUniformScales",
     "StreamlineTopologies",
 ]

@@ -19,10 +19,12 @@ computed them.
 
 Beyond 2^24 an integer threshold ``t`` is exact as any float32 in ``(t - 1, t]``; where there is none
 (native minifloat accumulators: E4M3 x INT8 sums reach 2^27, and a BatchNorm scale gives their
-thresholds up to 27 significant bits) FINN's float32 threshold tensors cannot hold the exact decision
-(upstream: FINN's threshold containers are float32, ``RoundAndClipThresholds`` casts back to float32).
-Such thresholds keep FINN's value and are counted: the model's metadata ``INEXACT_THRESHOLDS_KEY``
-records how many and the first node, a warning names them, and ``verify`` reports them.
+thresholds up to 27 significant bits) the node's whole threshold tensor is stored as float64 (exact
+integers up to 2^53): FINN's execution and our exact executors compare with it as stored, and our
+``step_minimize_bit_width`` keeps it (`finn_transforms.transformation.round_and_clip_float64_thresholds`;
+upstream: FINN+ 1.6.1's ``RoundAndClipThresholds`` casts thresholds back to float32). Thresholds beyond
+2^53 keep FINN's value and are counted: the model's metadata ``INEXACT_THRESHOLDS_KEY`` records how
+many and the first node, a warning names them, and ``verify`` reports them.
 """
 
 from __future__ import annotations
@@ -41,12 +43,13 @@ from finn_transforms.exact.hw_executor import generic_op_type
 
 __all__ = ["ExactAbsorbedThresholds", "INEXACT_THRESHOLDS_KEY", "float32_threshold"]
 
-#: Model metadata: ``{"count": n, "first": node name}`` of thresholds no float32 holds exactly.
+#: Model metadata: ``{"count": n, "first": node name}`` of thresholds no float32 or float64 holds exactly.
 INEXACT_THRESHOLDS_KEY = "inexact_float32_thresholds"
 
 _RANK_LAYOUT = {2: "NC", 3: "NWC", 4: "NCHW"}
 _THRESHOLDING = ("MultiThreshold", "Thresholding")
 _SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 8.0, 64.0)
+_FLOAT64_EXACT = 2**53  # every integer of at most this magnitude is a float64
 
 
 def _layout(node, rank: int) -> str:
@@ -130,9 +133,8 @@ class ExactAbsorbedThresholds(Transformation):
             count, first = sum(self.inexact.values()), next(iter(self.inexact))
             model.set_metadata_prop(INEXACT_THRESHOLDS_KEY, json.dumps({"count": count, "first": first}))
             warnings.warn(
-                f"{count} thresholds in {len(self.inexact)} node(s) (first: {first!r}) lie beyond 2^24 with no exact "
-                "float32 value; FINN's float32 threshold tensors make them decide differently from the exact model "
-                "for some inputs", stacklevel=2,
+                f"{count} thresholds in {len(self.inexact)} node(s) (first: {first!r}) lie beyond 2^53 with no exact "
+                "float32 or float64 value; they decide differently from the exact model for some inputs", stacklevel=2,
             )
         return model, False
 
@@ -147,7 +149,7 @@ class ExactAbsorbedThresholds(Transformation):
         rows_b, rows_a = t_before.shape[0], t_after.shape[0]
         if t_before.shape[1] != t_after.shape[1] or rows_b not in (1, channels) or rows_a not in (1, channels):
             return 0
-        new = np.array(t_after, dtype=np.float32)
+        new = np.array(t_after, dtype=np.float64)
         if rows_a == 1 and channels > 1:
             new = np.repeat(new, channels, axis=0)
         # clipped at 0 on unsigned inputs (FINN's thresholding asserts non-negative thresholds there);
@@ -155,27 +157,29 @@ class ExactAbsorbedThresholds(Transformation):
         # bound (native accumulators exceed it), and clipping there would change decisions
         dt = model.get_tensor_datatype(na.input[0])
         lo = 0 if dt.is_integer() and not dt.signed() else None
-        changed = 0
+        exact: dict[tuple[int, int], int] = {}
         for c in range(channels):
             ab = _affine(u[:, c], z[:, c])
             if ab is None or ab[0] <= 0:
                 continue
             a, b = ab
             for j, t in enumerate(np.asarray(t_before[c if rows_b > 1 else 0], dtype=np.float64)):
-                if not math.isfinite(t):
-                    continue
-                exact = math.ceil((Fraction(float(t)) - b) / a)
-                if lo is not None:
-                    exact = max(exact, lo)
-                held = float32_threshold(exact)
-                if held is None:  # no float32 decides like it: keep FINN's value, counted (module docstring)
-                    self.inexact[na.name] = self.inexact.get(na.name, 0) + 1
-                    continue
-                if new[c, j] != held:
-                    new[c, j] = held
-                    changed += 1
-        if changed:
+                if math.isfinite(t):
+                    e = math.ceil((Fraction(float(t)) - b) / a)
+                    exact[c, j] = e if lo is None else max(e, lo)
+        held = {cj: float32_threshold(e) for cj, e in exact.items()}
+        wide = any(h is None for h in held.values())  # some threshold needs float64 (module docstring)
+        changed = 0
+        for (c, j), e in exact.items():
+            if wide and abs(e) > _FLOAT64_EXACT:  # no float64 either: keep FINN's value, counted
+                self.inexact[na.name] = self.inexact.get(na.name, 0) + 1
+                continue
+            value = float(e) if wide else float(held[c, j])
+            if new[c, j] != value:
+                new[c, j] = value
+                changed += 1
+        if changed or wide:
             if rows_a == 1 and (new == new[0]).all():
                 new = new[:1]  # shared thresholds stay one row (FINN's RTL generator then stores one channel per PE)
-            model.set_initializer(na.input[1], new)
+            model.set_initializer(na.input[1], new if wide else new.astype(np.float32))
         return changed
