@@ -164,16 +164,20 @@ def replace_with_native(
         model.graph.node.remove(decode)
 
 
-class InferMVAU_minifloat(Transformation):
+class _InferNative(Transformation):
+    """Shared by the native-layer conversions: the accumulator width limit."""
+
+    def __init__(self, max_acc_bits: int = DEFAULT_MAX_ACC_BITS):
+        super().__init__()
+        self.max_acc_bits = check_max_acc_bits(max_acc_bits)
+
+
+class InferMVAU_minifloat(_InferNative):
     """``[OrdinalDecode ->] MatMul`` with a weight marked native (`finn_transforms.native.mapping`)
     -> `MVAU_minifloat` (``PE = SIMD = 1``; folding comes later). Input format: the decode's format
     (the MVAU takes the ordinals), else the input's integer FINN datatype. Refused with
     `LoweringError` naming the MatMul: non-integer inputs, accumulators wider than ``max_acc_bits``.
     """
-
-    def __init__(self, max_acc_bits: int = DEFAULT_MAX_ACC_BITS):
-        super().__init__()
-        self.max_acc_bits = check_max_acc_bits(max_acc_bits)
 
     def apply(self, model: ModelWrapper):
         for node in model.get_nodes_by_op_type("MatMul"):
@@ -200,16 +204,12 @@ class InferMVAU_minifloat(Transformation):
                             MW=mw, MH=mh, PE=1, SIMD=1, numInputVectors=list(in_shape[:-1]))
 
 
-class InferVVAU_minifloat(Transformation):
+class InferVVAU_minifloat(_InferNative):
     """The depthwise counterpart of `InferMVAU_minifloat`: ``[OrdinalDecode ->] MatMul`` whose weight
     is marked native and carries qonnx's depthwise sparsity annotation (what ``LowerConvsToMatMul``
     makes of a depthwise conv) -> `VVAU_minifloat` with the ``(Channels, 1, k_h, k_w)`` codes,
     ``PE = Channels`` and ``SIMD = 1`` as FINN's ``InferVectorVectorActivation`` does. Refused as for
     the MVAU (non-integer inputs, accumulators wider than ``max_acc_bits``)."""
-
-    def __init__(self, max_acc_bits: int = DEFAULT_MAX_ACC_BITS):
-        super().__init__()
-        self.max_acc_bits = check_max_acc_bits(max_acc_bits)
 
     def apply(self, model: ModelWrapper):
         for node in model.get_nodes_by_op_type("MatMul"):
