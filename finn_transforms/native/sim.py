@@ -1,10 +1,14 @@
-"""Simulate a native MVAU layer's RTL with Icarus Verilog, checked against `reference_mvau`.
+"""Simulate native layers' RTL with Icarus Verilog or Verilator; the MVAU checked against `reference_mvau`.
 
-The testbench streams the folded input vectors into ``in0_V`` and collects ``out0_V`` beats, with
+`stream` runs any generated layer on FINN's stream interface (`finn_transforms.native.hdl`); the
+MVAU's `simulate_layer` / `verify_layer` / `execute_native_layer_rtl` fold its vectors into beats
+and back (the ``OrdinalLUT``'s are in `finn_transforms.native.decode_rtl`).
+
+The testbench streams the input beats into ``in0_V`` and collects ``out0_V`` beats, with
 optional random back-pressure on both sides (TVALID dropped / TREADY dropped with probability
 ``stall``, AXI-stream rules kept: a presented beat stays until accepted). It counts the cycles from
 the first accepted input beat to the last accepted output beat, reported beside the layer's
-expected ``batch * NF * SF``.
+expected count (MVAU: ``batch * NF * SF``).
 """
 
 from __future__ import annotations
@@ -16,12 +20,26 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from brevitas_minifloat.hw.sim import lint_missing, simulator_missing
 from finn_transforms.native.rtl import NativeMvauRtl
 from finn_transforms.native.spec import NativeMvauSpec, reference_mvau
+
+
+class StreamLayer(Protocol):
+    """What `stream` needs of a generated layer: its top module name, Verilog and TDATA widths."""
+
+    top: str
+    input_width: int
+    output_width: int
+
+    @property
+    def verilog(self) -> str: ...
+
+    def write(self, directory: str | Path) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -38,10 +56,11 @@ class RtlRun:
         return self.cycles / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _testbench(rtl: NativeMvauRtl, n_in: int, n_out: int, stall: float, seed: int) -> str:
+def _testbench(rtl: StreamLayer, n_in: int, n_out: int, busy: int, stall: float, seed: int) -> str:
+    """``busy``: the cycles the layer needs without back-pressure (bounds the simulation)."""
     iwa, owa = rtl.input_width, rtl.output_width
     threshold = round(stall * 256)  # a side stalls when an 8-bit random number is below it
-    max_cycles = (n_in * rtl.nf + n_out + 100) * (4 if stall == 0 else 40)
+    max_cycles = (busy + n_out + 100) * (4 if stall == 0 else 40)
     return f"""`timescale 1ns/1ps
 module tb;
     reg clk = 1'b0, rst_n = 1'b0;
@@ -106,7 +125,7 @@ _BUILDS: OrderedDict[str, tempfile.TemporaryDirectory] = OrderedDict()
 _MAX_BUILDS = 16
 
 
-def _build(rtl: NativeMvauRtl, testbench: str, simulator: str) -> Path:
+def _build(rtl: StreamLayer, testbench: str, simulator: str) -> Path:
     """Directory of the compiled simulation of ``rtl`` + ``testbench``, compiled once per process:
     the verify chain simulates the same layer for every sample (same shapes, same testbench)."""
     key = hashlib.sha256("\0".join((simulator, rtl.top, rtl.verilog, testbench)).encode()).hexdigest()
@@ -139,11 +158,59 @@ def layer_simulator_missing(simulator: str = "icarus") -> str | None:
     return _MISSING[simulator]()
 
 
-def _pack(values, bits: int) -> int:
+def pack(values, bits: int) -> int:
+    """One stream beat: element ``i`` of ``values`` at bits ``[i*bits +: bits]`` (two's complement)."""
     word = 0
     for i, v in enumerate(values):
         word |= (int(v) & (2**bits - 1)) << (i * bits)
     return word
+
+
+def unpack(word: int, bits: int, count: int, signed: bool) -> list[int]:
+    """The ``count`` elements of ``bits`` bits of a stream beat (two's complement when ``signed``)."""
+    mask, out = 2**bits - 1, []
+    for i in range(count):
+        v = (word >> (i * bits)) & mask
+        out.append(v - (1 << bits) if signed and v >> (bits - 1) else v)
+    return out
+
+
+def stream(
+    rtl: StreamLayer,
+    beats: list[int],
+    n_out: int,
+    busy: int,
+    *,
+    stall: float = 0.0,
+    seed: int = 1,
+    simulator: str = "icarus",
+    workdir: str | Path | None = None,
+) -> tuple[list[int], int, float]:
+    """Stream input ``beats`` (TDATA words) through ``rtl`` in ``simulator`` until ``n_out`` output
+    beats came out (``busy``: the cycles that takes without back-pressure); returns the output
+    words, the simulated cycles and the simulator's wall seconds."""
+    reason = layer_simulator_missing(simulator)
+    if reason:
+        raise RuntimeError(reason)
+    if not 0 <= stall < 1:
+        raise ValueError(f"stall is a probability in [0, 1), got {stall}")
+    build = _build(rtl, _testbench(rtl, len(beats), n_out, busy, stall, seed), simulator)
+    with tempfile.TemporaryDirectory(prefix="native_sim_", dir=workdir) as tmp:
+        d = Path(tmp)
+        (d / "in.hex").write_text("".join(f"{b:x}\n" for b in beats))
+        t0 = time.perf_counter()
+        run = subprocess.run(_RUN[simulator](build), cwd=d, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if run.returncode:
+            raise RuntimeError(f"{simulator} simulation failed on {rtl.top}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+        lines = (d / "out.hex").read_text().split("\n")
+    texts, cycles = lines[:-2], int(lines[-2].split()[1])
+    if len(texts) != n_out:
+        raise RuntimeError(f"{rtl.top}: {len(texts)} of {n_out} output beats came out (stalled or deadlocked)")
+    for b, text in enumerate(texts):
+        if any(ch in text.lower() for ch in "xz"):
+            raise AssertionError(f"{rtl.top}: output beat {b} is undefined ({text})")
+    return [int(t, 16) for t in texts], cycles, seconds
 
 
 def simulate_layer(
@@ -156,41 +223,18 @@ def simulate_layer(
     workdir: str | Path | None = None,
 ) -> RtlRun:
     """Stream ``inputs`` (``(batch, mw)`` stream elements) through the layer's RTL in ``simulator``."""
-    reason = layer_simulator_missing(simulator)
-    if reason:
-        raise RuntimeError(reason)
-    if not 0 <= stall < 1:
-        raise ValueError(f"stall is a probability in [0, 1), got {stall}")
     s = rtl.spec
     x = np.atleast_2d(np.asarray(inputs))
     if x.ndim != 2 or x.shape[1] != s.mw or x.shape[0] == 0:
         raise ValueError(f"inputs must be a non-empty (batch, mw = {s.mw}) array of stream elements, got {x.shape}")
     s.input_embedded(x)  # range check with a clear error
     batch = x.shape[0]
-    beats = [_pack(v[j * s.simd : (j + 1) * s.simd], s.input_bits) for v in x for j in range(s.input_beats)]
-    n_out = batch * s.output_beats
-    build = _build(rtl, _testbench(rtl, len(beats), n_out, stall, seed), simulator)
-    with tempfile.TemporaryDirectory(prefix="native_sim_", dir=workdir) as tmp:
-        d = Path(tmp)
-        (d / "in.hex").write_text("".join(f"{b:x}\n" for b in beats))
-        t0 = time.perf_counter()
-        run = subprocess.run(_RUN[simulator](build), cwd=d, capture_output=True, text=True)
-        seconds = time.perf_counter() - t0
-        if run.returncode:
-            raise RuntimeError(f"{simulator} simulation failed on {rtl.top}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
-        lines = (d / "out.hex").read_text().split("\n")
-    words, cycles = lines[:-2], int(lines[-2].split()[1])
-    if len(words) != n_out:
-        raise RuntimeError(f"{rtl.top}: {len(words)} of {n_out} output beats came out (stalled or deadlocked)")
-    acc, mask = s.acc_bits, 2**s.acc_bits - 1
+    beats = [pack(v[j * s.simd : (j + 1) * s.simd], s.input_bits) for v in x for j in range(s.input_beats)]
+    words, cycles, seconds = stream(rtl, beats, batch * s.output_beats, batch * rtl.expected_cycles,
+                                    stall=stall, seed=seed, simulator=simulator, workdir=workdir)
     out = np.empty((batch, s.mh), dtype=object)
-    for b, text in enumerate(words):
-        if any(ch in text.lower() for ch in "xz"):
-            raise AssertionError(f"{rtl.top}: output beat {b} is undefined ({text})")
-        word = int(text, 16)
-        for pe in range(s.pe):
-            v = (word >> (pe * acc)) & mask
-            out[b // s.output_beats, (b % s.output_beats) * s.pe + pe] = v - (1 << acc) if v >> (acc - 1) else v
+    for b, word in enumerate(words):
+        out[b // s.output_beats, (b % s.output_beats) * s.pe : (b % s.output_beats + 1) * s.pe] = unpack(word, s.acc_bits, s.pe, True)
     return RtlRun(out, cycles, batch * rtl.expected_cycles, seconds)
 
 
