@@ -168,7 +168,7 @@ def main() -> None:
     out += [
         "## Cost model",
         "",
-        "`native_layer_cost(spec)` returns a cached synthesis of the exact layer when there is one, else",
+        "`native_layer_cost(spec)` (the native ops' `*_estimation`, FINN's reports and folding) returns",
         "this linear model of the compute (coefficients x `cost.features`: multiplier, shifter, adder tree,",
         "accumulator, output queue and input sizes; non-negative least squares) plus the counted weight memory.",
         f"Fitted on {len(train)} synthesized layers ({len(TRAIN_PAIRS)} format pairs x {len(TRAIN_FOLDINGS)} foldings):",

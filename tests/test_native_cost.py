@@ -52,14 +52,47 @@ def test_synthesis_and_its_cache(tmp_path):
     assert first["lut"] == first["compute"]["lut"] + first["weights"]["lut"] and first["bram"] == 0
     again = cost.synthesize_layer(spec, cache_dir=tmp_path)
     assert again["cached"] and {k: again[k] for k in ("lut", "ff", "bram")} == {k: first[k] for k in ("lut", "ff", "bram")}
-    assert cost.native_layer_cost(spec, cache_dir=tmp_path) == {
+    assert cost.native_layer_cost(spec, cache_dir=tmp_path, synthesize=True) == {
         "lut": first["lut"], "ff": first["ff"], "bram": 0, "dsp": 0, "source": "synthesis"}
-    # a foreign entry at the same path is never trusted
+    # a foreign entry at the same path is never trusted: synthesized again
     (path,) = list((tmp_path / "native_layers").glob("*.json"))
     stored = json.loads(path.read_text())
     stored["key"]["layer"]["mw"] = 999
     path.write_text(json.dumps(stored))
-    assert cost.cached_layer_cost(spec, cache_dir=tmp_path) is None
+    assert not cost.synthesize_layer(spec, cache_dir=tmp_path)["cached"]
+
+
+@pytest.mark.needs_yosys
+@pytest.mark.needs_finn
+def test_estimates_do_not_depend_on_the_synthesis_cache(tmp_path, monkeypatch):
+    """The op's estimates (FINN's reports, ``target_fps`` folding, the DSE's cache keyed by
+    `cost_model_id`) are the fitted model whether or not this layer's synthesis is cached."""
+    from onnx import helper
+    from qonnx.custom_op.registry import getCustomOp
+
+    import finn_transforms.native.hw_op  # noqa: F401  (registers MVAU_minifloat)
+
+    monkeypatch.setenv("BREVITAS_MINIFLOAT_HW_CACHE", str(tmp_path))
+    spec = NativeMvauSpec("E2M1", "E2M1", mw=8, mh=4, pe=2, simd=2, acc_bits=12)
+    node = helper.make_node(
+        "MVAU_minifloat", ["x", "w"], ["y"], domain="finn.custom_op.fpgadataflow", MW=8, MH=4, PE=2, SIMD=2,
+        weightFormat="E2M1", inputFormat="E2M1", inputDataType="UINT4", weightDataType="UINT4",
+        outputDataType="INT12", accDataType="INT12", noActivation=1,
+    )
+    op = getCustomOp(node)
+    assert op.spec() == spec
+
+    def estimates():
+        cost._model_lookup.cache_clear()
+        return cost.native_layer_cost(spec), op.lut_estimation("xcvu9p"), op.bram_estimation("xcvu9p"), cost.cost_model_id()
+
+    cold = estimates()
+    synthesized = cost.native_layer_cost(spec, synthesize=True)  # now cached under the default cache dir
+    assert cost.synthesize_layer(spec)["cached"]
+    warm = estimates()
+    assert cold == warm and cold[0]["source"] == "model"
+    assert cold[0] == cost.model_cost(spec) | {"source": "model"}
+    assert synthesized["source"] == "synthesis" and synthesized["lut"] != cold[0]["lut"]  # the two really differ
 
 
 def test_fit_recovers_a_known_linear_cost():

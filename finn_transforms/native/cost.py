@@ -1,9 +1,11 @@
 """LUT / FF / BRAM / DSP of a native MVAU layer: Yosys synthesis of its RTL, or a model fitted to it.
 
 ``native_layer_cost(spec)`` answers fast enough to be called inside a FINN build (the native HW op's
-``lut_estimation`` / ``bram_estimation`` / ``dsp_estimation``): a cached synthesis of exactly this
-layer if there is one, else the fitted model (`finn_transforms.native.cost_fit`, regenerated with
-its held-out error by ``scripts/native_layer_cost_table.py``). ``synthesize_layer(spec)`` runs Yosys.
+``lut_estimation`` / ``bram_estimation`` / ``dsp_estimation``): the fitted model
+(`finn_transforms.native.cost_fit`, regenerated with its held-out error by
+``scripts/native_layer_cost_table.py``), always, so estimates never depend on which syntheses happen
+to sit in this machine's cache (`cost_model_id` identifies it). ``synthesize_layer(spec)`` runs Yosys
+(JSON-cached); ``native_layer_cost(spec, synthesize=True)`` asks for that explicitly.
 
 What is counted:
 
@@ -132,15 +134,6 @@ def synthesize_layer(
     return {**result, "cached": False}
 
 
-def cached_layer_cost(spec: NativeMvauSpec, *, cache_dir: str | Path | None = None) -> dict | None:
-    """The cached synthesis of this exact layer, or ``None`` (also when Yosys is missing)."""
-    if yosys_missing():
-        return None
-    rtl = _compute_rtl(spec)
-    key = _cache_key(rtl)
-    return _cache(cache_dir).get(key, _cache_name(key))
-
-
 # ------------------------------------------------------------------------------ the fitted model
 def features(spec: NativeMvauSpec) -> dict[str, float]:
     """Structural sizes of the compute the model is linear in (names match ``cost_fit``):
@@ -211,21 +204,19 @@ def fit(specs: list[NativeMvauSpec], measured: list[dict]) -> dict:
 
 
 def native_layer_cost(spec: NativeMvauSpec, *, cache_dir: str | Path | None = None, synthesize: bool = False) -> dict:
-    """``dict(lut=, ff=, bram=, dsp=, source=)`` of one native layer: ``source="synthesis"`` when a
-    cached synthesis of this exact layer exists (or ``synthesize=True`` runs Yosys), else
-    ``"model"`` (the fitted model; no tool needed, microseconds)."""
+    """``dict(lut=, ff=, bram=, dsp=, source=)`` of one native layer: the fitted model
+    (``source="model"``; no tool needed, microseconds, the same on every machine), or with
+    ``synthesize=True`` Yosys' synthesis of this exact layer (``source="synthesis"``, JSON-cached under
+    ``cache_dir``)."""
     if not isinstance(spec, NativeMvauSpec):
         raise ValueError(f"spec must be a NativeMvauSpec, got {type(spec).__name__}")
     if synthesize:
         found = synthesize_layer(spec, cache_dir=cache_dir)
         return {k: found[k] for k in ("lut", "ff", "bram", "dsp")} | {"source": "synthesis"}
-    return dict(_lookup(spec, None if cache_dir is None else str(cache_dir)))
+    return dict(_model_lookup(spec))
 
 
 @lru_cache(maxsize=4096)
-def _lookup(spec: NativeMvauSpec, cache_dir: str | None) -> tuple:
-    """Cached synthesis or model, memoised: FINN's folding calls the estimates many times per layer."""
-    found = cached_layer_cost(spec, cache_dir=cache_dir)
-    if found is not None:
-        return tuple(({k: found[k] for k in ("lut", "ff", "bram", "dsp")} | {"source": "synthesis"}).items())
+def _model_lookup(spec: NativeMvauSpec) -> tuple:
+    """The model's cost, memoised: FINN's folding calls the estimates many times per layer."""
     return tuple((model_cost(spec) | {"source": "model"}).items())

@@ -21,8 +21,8 @@ specialization) so FINN's partitioning, specialization, estimate reports and dat
 it; `finn_transforms.native.folding` adds it to ``target_fps`` folding.
 
 Resource estimates are those of the layer's own RTL (`finn_transforms.native.rtl`):
-``native_layer_cost(spec)`` (`finn_transforms.native.cost`), a cached Yosys synthesis of exactly this
-layer or the model fitted to synthesized layers, with the weights counted as the RTL stores them
+``native_layer_cost(spec)`` (`finn_transforms.native.cost`), the model fitted to synthesized layers
+(never the local synthesis cache, so every machine estimates the same), with the weights counted as the RTL stores them
 (embedded ROM: LUTRAM up to 128 words deep, else RAMB18, whatever ``mem_mode`` says); no DSPs (the
 shift datapath is LUT logic), no URAM. FINN's estimate reports and ``target_fps`` folding use them.
 """
