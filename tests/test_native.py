@@ -304,6 +304,71 @@ def test_e5m2_cnn_with_wide_accumulators_builds(tmp_path):
     assert len(widths) == 3 and max(widths) > 64
 
 
+def native_thresholding_graph(codes: np.ndarray, thresholds: np.ndarray) -> ModelWrapper:
+    """``MVAU_minifloat`` (E5M2 x E5M2, no activation; ``codes`` ``(mh, mw)``) -> FINN's ``Thresholding``
+    (``thresholds`` float64 ``(mh, n)``), annotated as after ``step_convert_to_hw``."""
+    from onnx import TensorProto
+    from qonnx.core.datatype import DataType
+    from qonnx.util.basic import qonnx_make_model
+
+    from finn_transforms.finn_defaults import HW_DOMAIN
+
+    (mh, mw), n = codes.shape, thresholds.shape[1]
+    mvau = mvau_node("E5M2", "E5M2", mw, mh, 1, 1)
+    thr = helper.make_node("Thresholding", ["y", "thr"], ["t"], domain=HW_DOMAIN, backend="fpgadataflow", name="thr",
+                           NumChannels=mh, PE=1, numSteps=n, inputDataType="INT128", weightDataType="FLOAT32",
+                           outputDataType=f"UINT{n.bit_length()}", ActVal=0, numInputVectors=[1])
+    info = {k: helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in {"x": [1, mw], "y": [1, mh], "t": [1, mh]}.items()}
+    graph = helper.make_graph([mvau, thr], "wide", [info["x"]], [info["t"]], value_info=[info["y"]])
+    model = ModelWrapper(qonnx_make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    model.set_initializer("w", codes.T.astype(np.float32))
+    model.set_initializer("thr", thresholds.astype(np.float64))
+    for name, dt in (("x", "UINT8"), ("y", "INT128"), ("t", f"UINT{n.bit_length()}")):
+        model.set_tensor_datatype(name, DataType[dt])
+    return model
+
+
+@needs_finn
+def test_thresholds_clipped_to_a_wide_accumulator_stay_exact_through_minimize_bit_width():
+    """E5M2 accumulators beyond 2^53 (fashion_cnv: INT70): FINN's RoundAndClipThresholds clips an
+    unreachable threshold to the accumulator type's max + 1 = 2^(n-1), then FINN's
+    Thresholding.minimize_weight_bit_width computes ``-max - 1`` in float64 (= -2^(n-1)) and raises
+    "Thresholds can't be expressed with type INT<n>". Our step types them in exact integers: the
+    decisions equal an integer oracle of the original thresholds at every t - 1 / t (beyond 2^24,
+    not float32) and at the proven accumulator extremes (clipping is exact: the proven range lies
+    inside the accumulator type FINN clips to)."""
+    from types import SimpleNamespace
+
+    from qonnx.core.datatype import DataType
+
+    from finn.util.exception import FINNInternalError
+    from finn_transforms.finn_env import finn_session, import_builder
+    from finn_transforms.native.hw_common import accumulator_range
+    from finn_transforms.steps import step_minimize_bit_width, step_minimize_bit_width_initial
+
+    codes = np.array([[0x68, 0x01], [0x64, 0x81]])  # 2048, 1024 and +-2^-16 (subnormal): INT61 (FINN's step alone: no 64-bit limit)
+    spec = getCustomOp(mvau_node("E5M2", "E5M2", 2, 2, 1, 1)).spec(acc_bits=None)
+    lo, hi = accumulator_range(spec, codes)
+    inside = [3 * 2**40 + 1, 2**52 + 2]  # beyond float32, exact in float64
+    original = [[-(2**80), -(2**30) - 1, *inside, 2**90], [-(2**70), -5, 2**25 + 1, 2**80, 2**81]]
+    assert 2**53 < hi < 2**62 and lo < -(2**53) and all(lo < t < hi for t in inside)
+    cfg = SimpleNamespace(minimize_bit_width=True, _resolve_verification_steps=lambda: [])
+    with finn_session():
+        with pytest.raises(FINNInternalError, match=r"Thresholds can't be expressed with type INT\d+"):
+            import_builder().steps.step_minimize_bit_width_initial(native_thresholding_graph(codes, np.array(original, float)), cfg)
+        model = step_minimize_bit_width_initial(native_thresholding_graph(codes, np.array(original, float)), cfg)
+        model = step_minimize_bit_width(model, cfg)
+    acc = DataType[getCustomOp(model.graph.node[0]).get_nodeattr("accDataType")]
+    assert acc.min() <= lo and hi <= acc.max()  # FINN clips to this type's range: exact
+    stored = model.get_initializer("thr")
+    tdt = model.get_tensor_datatype("thr")
+    assert stored.dtype == np.float64 and getCustomOp(model.graph.node[1]).get_nodeattr("weightDataType") == tdt.name
+    assert all(tdt.allowed(int(t)) for t in stored.flat) and stored.max() == acc.max() + 1  # 2^(n-1): INT<n+1>
+    for row, kept in zip(original, stored):
+        for u in {lo, hi, *(v for t in row if lo < t <= hi for v in (t - 1, t))}:
+            assert sum(u >= int(t) for t in kept) == sum(u >= t for t in row), (u, row)
+
+
 @needs_finn
 def test_accumulator_limit_is_refused_naming_the_layer(tmp_path):
     from finn_transforms.build import FinnBuildError, build_estimates

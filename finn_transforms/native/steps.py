@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
@@ -109,33 +110,75 @@ def step_target_fps_parallelization(model: ModelWrapper, cfg: Any) -> ModelWrapp
 
 
 _QONNX_MAX_INT_BITS = 64
+_FLOAT64_EXACT_BITS = 53  # float64 holds every integer of magnitude <= 2^53
 
 
 @contextmanager
 def wide_integer_datatypes(model: ModelWrapper) -> Iterator[None]:
-    """Let qonnx size integers as wide as the widest native accumulator (+1 for its thresholds).
+    """Let qonnx and FINN size integers as wide as the widest native accumulator (+1 for its thresholds).
 
-    Works around qonnx 1.0: ``DataType.get_smallest_possible`` only tries integer types up to 64
-    bits, so FINN's ``RoundAndClipThresholds`` raises ("Could not find a suitable int datatype")
-    on the thresholds after a wider exact accumulator (E5M2 x E5M2: 69 bits for a 3x3 kernel).
-    The candidate list is extended only while a wrapped FINN step runs on such a graph.
+    Two upstream workarounds, active only while a wrapped FINN step runs on a graph whose native
+    accumulators are wider than float64's 53-bit significand:
+
+    - qonnx 1.0: ``DataType.get_smallest_possible`` only tries integer types up to 64 bits, so FINN's
+      ``RoundAndClipThresholds`` raises ("Could not find a suitable int datatype") on the thresholds
+      after a wider exact accumulator (E5M2 x E5M2: 69 bits for a 3x3 kernel). The candidate list is
+      extended (accumulators of 64 bits or more).
+    - FINN+ 1.6.1: ``Thresholding.minimize_weight_bit_width`` sizes the threshold type from the float64
+      ``-max - 1``, which rounds to ``-max`` beyond 2^53. ``RoundAndClipThresholds`` clips unreachable
+      thresholds of an ``INT<n>`` input to its ``max + 1 = 2^(n-1)``, which then gets ``INT<n>``, and
+      the step raises "Thresholds can't be expressed with type INT<n>" (E5M2 fashion_cnv: INT70).
+      Thresholds beyond 2^53 are typed by the same rule in exact integers (`_exact_threshold_width`).
     """
     widest = max(
         (getCustomOp(n).get_accumulator_datatype().bitwidth() for n in model.graph.node if n.op_type in NATIVE_OP_TYPES),
         default=0,
     )
-    if widest < _QONNX_MAX_INT_BITS:
+    if widest <= _FLOAT64_EXACT_BITS:
         yield
         return
-    original = DataType.get_accumulator_dt_cands
+    from finn.custom_op.fpgadataflow.thresholding import Thresholding
+
+    original_cands, original_width = DataType.get_accumulator_dt_cands, Thresholding.minimize_weight_bit_width
     extra = range(_QONNX_MAX_INT_BITS + 1, widest + 2)
     DataType.get_accumulator_dt_cands = staticmethod(
-        lambda: original() + [f"UINT{n}" for n in extra] + [f"INT{n}" for n in extra]
+        lambda: original_cands() + [f"UINT{n}" for n in extra] + [f"INT{n}" for n in extra]
     )
+    Thresholding.minimize_weight_bit_width = _exact_threshold_width(original_width)
     try:
         yield
     finally:
-        DataType.get_accumulator_dt_cands = staticmethod(original)
+        DataType.get_accumulator_dt_cands = staticmethod(original_cands)
+        Thresholding.minimize_weight_bit_width = original_width
+
+
+def _exact_threshold_width(original: Callable) -> Callable:
+    """FINN's ``Thresholding.minimize_weight_bit_width`` with integer thresholds beyond 2^53 typed in
+    exact integers: the smallest type holding ``[min, max]``, signed (and holding ``-max - 1``, as
+    FINN's rule) when a threshold is negative or the input is signed, else unsigned. Below 2^53
+    FINN's float64 arithmetic is exact and FINN's own method runs."""
+
+    @functools.wraps(original)
+    def minimize_weight_bit_width(self, model: ModelWrapper, datatype_only: bool = False) -> DataType:
+        thresholds = model.get_initializer(self.onnx_node.input[1])
+        if (
+            datatype_only
+            or thresholds is None
+            or thresholds.size == 0
+            or self.get_nodeattr("runtime_writeable_weights")
+            or self.get_nodeattr("mlo_max_iter")
+            or not (self.get_input_datatype(0).is_integer() and self.get_input_datatype(1).is_integer())
+            or np.abs(thresholds.astype(np.float64)).max() <= 2**_FLOAT64_EXACT_BITS
+        ):
+            return original(self, model, datatype_only)
+        lo, hi = int(thresholds.min()), int(thresholds.max())  # integer-valued floats: exact
+        signed = lo < 0 or self.get_input_datatype(0).signed()
+        tdt = DataType.get_smallest_possible(min(lo, -hi - 1) if signed else hi)
+        self.set_nodeattr("weightDataType", tdt.name)
+        model.set_tensor_datatype(self.onnx_node.input[1], tdt)
+        return tdt
+
+    return minimize_weight_bit_width
 
 
 def wide_accumulator_step(finn_step: Callable[[ModelWrapper, Any], ModelWrapper]) -> Callable[[ModelWrapper, Any], ModelWrapper]:
