@@ -202,6 +202,33 @@ def test_sweep_records_refusals_writes_report_and_resumes(workload, tmp_path):
         assert refit.calls == ["hardware_job"]
 
 
+def test_failed_builds_are_rebuilt_not_reused_from_the_cache(workload, tmp_path, monkeypatch):
+    """A failed FINN build is reported but not cached, and a failure an older version cached is ignored:
+    a fix of our steps changes no cache key (fashion_cnv's E5M2 native build). Refusals stay cached."""
+    from brevitas_minifloat.dse import jobs
+
+    outcomes = iter([{"status": "build failed", "reason": "FinnBuildError: INT70", "step": "s"},
+                     {"status": "not lowerable", "reason": "LoweringError: refused"},
+                     {"status": "ok", "finn_lut": 5.0}])
+    monkeypatch.setattr(jobs, "hardware_job", lambda *args: next(outcomes))
+    point = [Point("INT4", "INT4")]
+
+    def run():
+        ex = CountingExecutor()
+        result = run_dse(workload, point, None, cache_dir=tmp_path, executor=ex, progress=False, calibration_seeds=1, report=False)
+        return result.rows[0]["hw_status"], ex.calls
+
+    assert run() == ("build failed", ["<lambda>", "float_accuracy_job", "accuracy_job"])
+    hardware = list(tmp_path.glob("hardware_*.json"))
+    assert hardware == [] and run() == ("not lowerable", ["<lambda>"])  # rebuilt
+    assert run() == ("not lowerable", [])  # a refusal is cached
+    (path,) = tmp_path.glob("hardware_*.json")
+    stored = json.loads(path.read_text())
+    stored["result"] = {"status": "build failed", "reason": "cached by an older version"}
+    path.write_text(json.dumps(stored))
+    assert run() == ("ok", ["<lambda>"])
+
+
 def test_mac_cost_hook_and_no_finn(workload, tmp_path):
     calls = []
 

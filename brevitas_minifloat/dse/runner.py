@@ -223,10 +223,22 @@ def _add_measured(row: dict, measured: dict, hw: dict | None) -> None:
             row["yosys_status"], row["yosys_reason"] = "not matched", reason
 
 
+#: Job results never cached (and ignored when an older version cached them): a FINN build that failed
+#: (an exception inside FINN or our steps, not a refusal) is a bug or an upstream limit that a later
+#: fix of our steps removes without changing any cache key (fashion_cnv's E5M2 native build).
+UNCACHED_STATUSES = frozenset({"build failed"})
+
+
+def _cached(cache: JsonCache | None, k: dict, recompute: bool) -> dict | None:
+    """The cached result of job ``k``, or None (no cache, ``recompute``, a miss, an uncached status)."""
+    hit = None if (recompute or cache is None) else cache.get(k, k["kind"])
+    return None if hit is None or hit.get("status") in UNCACHED_STATUSES else hit
+
+
 def _run_jobs(todo: list[tuple[dict, Callable, tuple]], pool: Executor | None, cache: JsonCache | None,
               results: dict[str, dict], progress: bool, on_result: Callable[[str, dict], None] | None) -> int:
     """Run ``(key, fn, args)`` jobs on ``pool``; results (and crashes, as data) go into ``results``,
-    successful ones into ``cache``. Returns the number of crashed jobs."""
+    finished ones into ``cache`` (not crashes, not `UNCACHED_STATUSES`). Returns the number of crashed jobs."""
     if not todo:
         return 0
     from tqdm.auto import tqdm
@@ -247,7 +259,7 @@ def _run_jobs(todo: list[tuple[dict, Callable, tuple]], pool: Executor | None, c
                        "trace": "".join(traceback.format_exception(err))[-3000:]}
                 failures += 1
             else:
-                if cache is not None:
+                if cache is not None and res.get("status") not in UNCACHED_STATUSES:
                     cache.put(k, res, k["kind"])
             results[json.dumps(k, sort_keys=True)] = res
             if on_result is not None:
@@ -312,8 +324,8 @@ def run_dse(
     Jobs run on ``executor`` (any ``concurrent.futures.Executor``, e.g. a Dask
     ``Client.get_executor()``; it is not shut down) or on a fresh local process pool of ``workers``.
     Finished jobs are cached as JSON under ``cache_dir`` (default ``out_dir/cache``; sweeps may share
-    one) and not recomputed (``recompute=True`` ignores the cache); ``out_dir=None`` and no
-    ``cache_dir`` keep nothing on disk.
+    one) and not recomputed (``recompute=True`` ignores the cache), except failed FINN builds
+    (`UNCACHED_STATUSES`: rebuilt by every run); ``out_dir=None`` and no ``cache_dir`` keep nothing on disk.
     """
     t_start = time.perf_counter()
     if spread not in ("frontier", "all"):
@@ -343,7 +355,7 @@ def run_dse(
     results: dict[str, dict] = {}
 
     def lookup(k: dict, fn: Callable, args: tuple) -> None:
-        hit = None if (recompute or cache is None) else cache.get(k, k["kind"])
+        hit = _cached(cache, k, recompute)
         if hit is not None:
             results[json.dumps(k, sort_keys=True)] = hit
         else:
@@ -419,7 +431,7 @@ def run_dse(
             for seed in range(1, calibration_seeds):
                 k = key("accuracy", point=p.to_dict(), calibration_seed=seed)
                 seed_keys[p.key].append(k)
-                hit = None if (recompute or cache is None) else cache.get(k, k["kind"])
+                hit = _cached(cache, k, recompute)
                 if hit is not None:
                     results[json.dumps(k, sort_keys=True)] = hit
                     cached += 1
