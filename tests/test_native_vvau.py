@@ -297,16 +297,16 @@ def test_grouped_non_depthwise_conv_is_refused_naming_the_node(tmp_path):
         lower_minifloat(onnx_model)
 
 
-def test_integer_thresholds_beyond_2_24_are_kept_when_float32_holds_them():
-    """A pool over E5M2's embedded integers (beyond 2^24) keeps thresholds float32 holds exactly
-    (power-of-two windows) and refuses the others (no float32 in (t - 1, t] in general)."""
+def test_integer_thresholds_beyond_2_24_are_float32_where_float32_holds_them_else_float64():
+    """A pool over E5M2's embedded integers (beyond 2^24) keeps float32 thresholds where float32 holds
+    them exactly (power-of-two windows); an odd window's need more bits: float64 (exact to 2^53)."""
     from finn_transforms.transformation.exact_thresholds import integer_thresholds
 
     big = np.array([[2.0**30, 3 * 2.0**40]], dtype=np.float32)
     got = integer_thresholds(big, Fraction(1, 16), 0, 2**50)
-    assert [Fraction(float(v)) for v in got.ravel()] == [Fraction(2) ** 34, 3 * Fraction(2) ** 44]
-    with pytest.raises(ValueError, match="cannot be held exactly"):
-        integer_thresholds(np.array([[2.0**30]], dtype=np.float32), Fraction(3, 125), 0, 2**50)
+    assert got.dtype == np.float32 and [Fraction(float(v)) for v in got.ravel()] == [Fraction(2) ** 34, 3 * Fraction(2) ** 44]
+    odd = integer_thresholds(np.array([[2.0**30 + 128]], dtype=np.float32), Fraction(3, 125), 0, 2**50)
+    assert odd.dtype == np.float64 and int(odd[0, 0]) == -(-(2**30 + 128) * 125 // 3) and np.float32(odd[0, 0]) != odd[0, 0]
 
 
 @pytest.mark.slow
@@ -323,18 +323,22 @@ def test_reduced_e5m2_resnet8_verifies_with_the_default_mapping(tmp_path):
 
 
 @needs_finn
-def test_e5m2_pool_with_an_odd_window_is_refused_naming_the_pool(tmp_path):
-    """DS-CNN's AvgPool2d((25, 5)) over E5M2's embedded integers: its exact integer thresholds have
-    more than 24 significant bits, which FINN's float32 threshold tensors cannot hold."""
+def test_e5m2_pool_with_an_odd_window_builds_and_verifies_with_float64_thresholds(tmp_path):
+    """DS-CNN's AvgPool2d((25, 5)) over E5M2's embedded integers (reduced DS-CNN, default mapping):
+    its exact integer thresholds have more than 24 significant bits, stored as float64 from the
+    lowering to the last step of the build; exact at every stage (was refused naming the pool)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
     from brevitas_minifloat.zoo import calibrate, ds_cnn
-    from finn_transforms.build import FinnBuildError
-    from finn_transforms.verify import verify
 
     torch.manual_seed(0)
     model = calibrate(ds_cnn("E5M2", "E5M2", width=1 / 16, blocks=1, power_of_two=True, collect_stats_steps=4),
                       batches=2, batch_size=8)
-    with pytest.raises(FinnBuildError, match=r"AveragePool.*window 125.*cannot be held exactly in a float32"):
-        verify(model, torch.randn(1, *model.input_shape[1:]), tmp_path)
+    report = _verify_exact(model, torch.randn(3, *model.input_shape[1:]), tmp_path)
+    hw = ModelWrapper(str(report.output_dir / "finn_build" / "intermediate_models" / "step_minimize_bit_width.onnx"))
+    (pool,) = [n for n in hw.graph.node if n.op_type.startswith("VVAU_hls")]  # the 25x5 window sum (all-ones weights)
+    t = hw.get_initializer(pool.input[2])
+    assert t.dtype == np.float64 and any(np.float32(v) != v for v in t.ravel())
 
 
 @settings(max_examples=200, deadline=None)

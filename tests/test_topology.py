@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from fractions import Fraction
 
 import brevitas.nn as qnn
@@ -58,8 +59,9 @@ def test_integer_thresholds_refuse_bad_divisor():
 # ----------------------------------------------------------------------------- pooling heads, pass level
 
 
-def _pool_graph(kind: str, channels: int, size: int, kernel: int, scale: float, thresholds: np.ndarray) -> ModelWrapper:
-    """x (UINT4) -> Mul(scale) -> pool -> MultiThreshold(thresholds) (FINN-ONNX, as after streamlining)."""
+def _pool_graph(kind: str, channels: int, size: int, kernel: int, scale: float, thresholds: np.ndarray,
+                dtype: str = "UINT4") -> ModelWrapper:
+    """x (``dtype``) -> Mul(scale) -> pool -> MultiThreshold(thresholds) (FINN-ONNX, as after streamlining)."""
     out_size = 1 if kind == "GlobalAveragePool" else size // kernel
     pool = (
         helper.make_node("GlobalAveragePool", ["xs"], ["p"], name="pool")
@@ -80,7 +82,7 @@ def _pool_graph(kind: str, channels: int, size: int, kernel: int, scale: float, 
     model = ModelWrapper(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     model.set_initializer("s", np.asarray(scale, dtype=np.float32))
     model.set_initializer("t", thresholds.astype(np.float32))
-    model.set_tensor_datatype("x", DataType["UINT4"])
+    model.set_tensor_datatype("x", DataType[dtype])
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes
@@ -95,7 +97,7 @@ def _pool_oracle(x: np.ndarray, kind: str, kernel: int, scale: float, thresholds
     n = k * k
     out = np.zeros((1, c, size // k, size // k), dtype=np.float32)
     for ch, i, j in itertools.product(range(c), range(size // k), range(size // k)):
-        total = int(x[0, ch, i * k:(i + 1) * k, j * k:(j + 1) * k].sum())
+        total = int(x[0, ch, i * k:(i + 1) * k, j * k:(j + 1) * k].astype(np.int64).sum())
         avg = Fraction(total) * Fraction(float(np.float32(scale))) / n
         row = thresholds[0 if thresholds.shape[0] == 1 else ch]
         out[0, ch, i, j] = sum(avg >= Fraction(float(t)) for t in row.tolist())
@@ -136,6 +138,65 @@ def test_pools_become_sums_with_exact_thresholds_on_ties(kind, kernel, scale_exp
     mt = lowered.get_nodes_by_op_type("MultiThreshold")[0]
     t = lowered.get_initializer(mt.input[1])
     assert np.array_equal(t, np.round(t)) and t.min() >= 0  # integers in the sum's range: no negative thresholds
+
+
+@settings(max_examples=100, deadline=None)
+@given(t=st.lists(st.integers(2**20, 2**40), min_size=1, max_size=6), window=st.sampled_from([9, 25, 125]),
+       scale_exp=st.integers(-20, 0))
+def test_integer_thresholds_beyond_float32_are_float64_and_exact_on_ties(t, window, scale_exp):
+    """A pool's odd window over wide integers (E5M2's embedded integers: 34 bits): integer thresholds
+    with more than 24 significant bits are float64, deciding like rationals at ``k - 1`` and ``k``."""
+    thresholds = np.sort(np.asarray([float(np.float32(v * 2.0**scale_exp / 7)) for v in t], np.float32))
+    divisor = Fraction(2) ** scale_exp / window
+    got = integer_thresholds(thresholds, divisor, 0, 2**50)
+    ints = [math.ceil(Fraction(float(x)) / divisor) for x in thresholds.tolist()]
+    assert got.dtype == (np.float32 if all(float(np.float32(k)) == k for k in ints) else np.float64)
+    for k in ints:
+        for v in (k - 1, k):
+            assert [v >= Fraction(float(g)) for g in got.tolist()] == [Fraction(v) * divisor >= Fraction(float(x)) for x in thresholds.tolist()]
+
+
+def test_integer_thresholds_beyond_float64_are_refused():
+    t = np.array([(2**24 - 1) * 2.0**16], np.float32)  # 24 significant bits x 3^20: 56
+    with pytest.raises(ValueError, match=r"integer threshold \d+ \(beyond 2\^53.*float32 or float64"):
+        integer_thresholds(t, Fraction(1, 3**20), 0, 2**80)
+
+
+@needs_finn
+def test_e5m2_wide_pool_with_an_odd_window_is_exact_on_ties_with_float64_thresholds():
+    """A 5x5 global pool (1/25) over UINT34 sums (E5M2's 34-bit embedded integers): the integer
+    thresholds have up to 39 significant bits (float64, no float32 holds them); the exact evaluation
+    of the lowered graph decides sums at ``k - 1`` and ``k`` like the rational oracle."""
+    from finn_transforms.exact import execute_exact_hw
+    from finn_transforms.transformation.lower_average_pools import LowerAveragePoolsToSums
+
+    scale, n, big = 2.0**-16, 25, 2**33
+    ks = [24 * big + 2**22 + 1, 24 * big + 3 * 2**21 + 7, 24 * big + 5 * 2**20 + 3]  # sums, beyond float32
+    thresholds = np.sort(np.asarray([[float(np.float32(Fraction(k) * Fraction(scale) / n)) for k in ks]], np.float32))
+    ints = [math.ceil(Fraction(float(x)) * n / Fraction(scale)) for x in thresholds[0].tolist()]
+    assert any(float(np.float32(k)) != k for k in ints)
+    sums = [v for k in ints for v in (k - 1, k)]
+    x = np.full((1, len(sums), 5, 5), float(big), np.float32)  # 24 windows of 2^33, one remainder (< 2^24)
+    x[0, :, 4, 4] = [v - 24 * big for v in sums]
+    assert all(0 <= r < 2**24 for r in x[0, :, 4, 4])
+    model = _pool_graph("GlobalAveragePool", len(sums), 5, 5, scale, thresholds, dtype="UINT34")
+    lowered = model.transform(LowerAveragePoolsToSums())
+    t = lowered.get_initializer(lowered.get_nodes_by_op_type("MultiThreshold")[0].input[1])
+    assert t.dtype == np.float64 and [int(v) for v in t.ravel()] == ints
+    got = execute_exact_hw(lowered, {"x": x})["y"].to_float64()  # GlobalAccPool: FINN's HW op
+    np.testing.assert_array_equal(got, _pool_oracle(x, "GlobalAveragePool", 5, scale, thresholds))
+    assert sorted(set(got.ravel().tolist())) == [0, 1, 2, 3]  # every tie decided on both sides
+
+
+@needs_finn
+def test_pool_thresholds_beyond_float64_are_refused_naming_the_pool():
+    from finn_transforms.transformation import LoweringError
+    from finn_transforms.transformation.lower_average_pools import LowerAveragePoolsToSums
+
+    thresholds = np.asarray([[float(np.float32(2.0**58 / 7))]], np.float32)  # x 25 / fl32(1/3): 62 significant bits
+    model = _pool_graph("GlobalAveragePool", 1, 5, 5, 1 / 3, thresholds, dtype="UINT62")
+    with pytest.raises(LoweringError, match=r"'pool'.*window 25, UINT62.*'mt'.*beyond 2\^53"):
+        model.transform(LowerAveragePoolsToSums())
 
 
 @needs_finn

@@ -20,25 +20,28 @@ def integer_thresholds(thresholds: np.ndarray, divisor: Fraction, lo: int, hi: i
     """``clip(ceil(T / divisor), lo, hi + 1)`` for every threshold ``T`` (float32 array, exact).
 
     ``divisor`` is the positive rational the integer input ``v`` is multiplied by before the
-    comparison. Raises ``ValueError`` when a result is not a float32 value (beyond 2^24 with more than
-    24 significant bits: no float32 then lies in ``(t - 1, t]`` in general; FINN's threshold tensors
-    are float32). Integers beyond 2^24 that float32 holds (power-of-two windows over wide inputs, e.g.
-    E5M2's embedded integers) are kept.
+    comparison. Float32 when float32 holds every result; else float64, exact integers up to 2^53
+    (a pool with an odd window over wide integers: DS-CNN's 25x5 over E5M2's 34-bit embedded
+    integers; `finn_transforms.steps.float64_threshold_step` keeps them through FINN's steps, as for
+    `ExactAbsorbedThresholds`). Beyond 2^24 an integer threshold ``t`` decides like a float only when
+    it is that float (floats are integers there, so ``(t - 1, t]`` holds no other). Raises
+    ``ValueError`` when a result is no float64 (beyond 2^53 with more than 53 significant bits).
     """
     if divisor <= 0:
         raise ValueError(f"the input factor must be positive, got {divisor}")
     t = np.asarray(thresholds, dtype=np.float32)
     values, inverse = np.unique(t, return_inverse=True)
-    out = np.empty(values.shape, dtype=np.float64)
-    for i, value in enumerate(values.tolist()):
-        if math.isinf(value):
-            out[i] = lo if value < 0 else hi + 1
-            continue
-        out[i] = min(max(math.ceil(Fraction(value) / divisor), lo), hi + 1)
-    inexact = out[out.astype(np.float32).astype(np.float64) != out]
-    if inexact.size:
+    ints = [
+        (lo if value < 0 else hi + 1) if math.isinf(value) else min(max(math.ceil(Fraction(value) / divisor), lo), hi + 1)
+        for value in values.tolist()
+    ]
+    beyond = [k for k in ints if float(k) != k]  # Python compares int and float exactly
+    if beyond:
         raise ValueError(
-            f"integer threshold {int(inexact[0])} (beyond 2^24, more than 24 significant bits) cannot be held "
-            "exactly in a float32 threshold tensor"
+            f"integer threshold {beyond[0]} (beyond 2^53, more than 53 significant bits) cannot be held exactly "
+            "in a float32 or float64 threshold tensor"
         )
-    return out[inverse].reshape(t.shape).astype(np.float32)
+    out = np.array([float(k) for k in ints], dtype=np.float64)
+    if np.array_equal(out.astype(np.float32).astype(np.float64), out):
+        out = out.astype(np.float32)
+    return out[inverse].reshape(t.shape)
