@@ -104,7 +104,7 @@ class VerifyReport:
     estimates: object | None = None  # finn_transforms.build.EstimateReport of the build
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     near_boundary: int = 0  # quantizer pre-activations within float32 error of a boundary (reference)
-    rtl_cycles: dict[str, tuple[int, int]] = field(default_factory=dict)  # native layer: (simulated, NF*SF)
+    rtl_cycles: dict[str, tuple[int, int]] = field(default_factory=dict)  # native layer: (simulated, expected)
     rtl_not_simulated: list[str] = field(default_factory=list)  # native layers without RTL (exact execution)
     # thresholds no float32 or float64 tensor holds exactly (beyond 2^53; {"count": n, "first": node}; None: all exact)
     inexact_thresholds: dict | None = None
@@ -249,7 +249,7 @@ def verify(
     in the exact HW executor with every native layer simulated as RTL (`finn_transforms.native.rtl_exec`;
     needs Icarus Verilog),
     its simulated cycles per layer in ``report.rtl_cycles``; native layers that have no RTL (depthwise
-    ``VVAU_minifloat``, ``OrdinalLUT``) run exactly there and are named in ``report.rtl_not_simulated``. Exact stages must match on every output; float32 stages
+    ``VVAU_minifloat``) run exactly there and are named in ``report.rtl_not_simulated``. Exact stages must match on every output; float32 stages
     (torch, QONNX) may differ only where float32 rounding near a boundary explains it, and
     ``max_mismatch_fraction`` tolerates that fraction of *unexplained* float32 differences (default
     none). Raises `VerificationError` (with the report) unless ``raise_on_mismatch=False``;

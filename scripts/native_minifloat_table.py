@@ -142,7 +142,9 @@ BEYOND_THESE_MODELS = [
     "weight codes and an exact accumulator; Python execution and a cost estimate from the MVAU model of the",
     "same MACs and ROM; no RTL yet), and an activation whose consumers cannot take ordinals (a residual add,",
     "a pool, an integer layer) keeps its ordinal thresholds and is decoded to integers by an `OrdinalLUT`",
-    "HW layer. The E4M3 rows of [topologies.md](topologies.md) (ResNet-8, DS-CNN, MobileNetV1) use both.",
+    "HW layer (one LUT ROM per PE, with RTL that `verify`'s `rtl` stage simulates; its cost in",
+    "[ordinal_lut_cost.md](ordinal_lut_cost.md)). The E4M3 rows of [topologies.md](topologies.md) (ResNet-8,",
+    "DS-CNN, MobileNetV1) use both.",
     "",
 ]
 

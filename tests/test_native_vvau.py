@@ -141,8 +141,10 @@ def test_ordinal_lut_decodes_every_ordinal_exactly_and_refuses_others():
     assert [Fraction(float(v)) for v in ctx["k"].ravel()] == want
     with pytest.raises(ValueError, match=r"integer ordinals in \[0, "):
         op.execute_node({"o": np.full((1, n), n, dtype=np.float32), "k": None}, None)
-    # one 256-word ROM per output bit: 4 LUT6 each; outputs UINT<bits of the largest k>
-    assert op.lut_estimation("") == 4 * int(max(want)).bit_length()
+    # the decode layer's cost (finn_transforms.native.decode_cost, tests/test_native_decode_rtl.py)
+    from finn_transforms.native.decode_cost import ordinal_lut_cost
+
+    assert op.lut_estimation("") == ordinal_lut_cost(fmt, 1)["lut"] > 0 and op.bram_estimation("") == 0
     assert op.get_exp_cycles() == n and op.get_instream_width() == 8
 
 
@@ -189,15 +191,28 @@ def test_e4m3_depthwise_separable_cnn_builds_and_verifies_with_the_default_mappi
 @pytest.mark.parametrize("kwargs", [dict(), dict(down=True, shortcut_act="E4M3")], ids=["identity", "downsample"])
 def test_e4m3_residual_block_builds_and_verifies_with_the_default_mapping(tmp_path, kwargs):
     """The activations at the residual add and before the global pool are decoded in hardware
-    (OrdinalLUT), the add and the pool work on the embedded integers; exact at every stage."""
+    (OrdinalLUT), the add and the pool work on the embedded integers; exact at every stage, the
+    ``rtl`` stage included: there the decode layers run as RTL beside the native MVAUs (none executed
+    exactly instead), each taking NumChannels / PE cycles per pixel plus its latency once per sample."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
     from brevitas_minifloat.zoo import calibrate
-    from tests.test_topology import _Residual
+    from finn_transforms.native.decode_rtl import LATENCY
+    from tests.helpers import residual_block
 
     torch.manual_seed(0)
-    model = calibrate(_Residual("E4M3", "E4M3", **kwargs), batches=4, batch_size=16)
-    report = _verify_exact(model, torch.randn(4, 4, 8, 8) * 2, tmp_path)
+    model = calibrate(residual_block("E4M3", "E4M3", **kwargs), batches=4, batch_size=16)
+    batch = 4
+    report = _verify_exact(model, torch.randn(batch, 4, 8, 8) * 2, tmp_path, mapping="native", rtl=True)
     types = _types(report)
     assert {"OrdinalLUT_rtl", "ElementwiseAdd_hls", "GlobalAccPool_hls", "MVAU_minifloat_rtl"} <= set(types)
+    assert "rtl" in {s.stage for s in report.stages} and not report.rtl_not_simulated
+    hw = ModelWrapper(str(report.estimates.hw_graph_path))
+    luts = [n for n in hw.graph.node if n.op_type == "OrdinalLUT_rtl"]
+    assert luts and {n.name for n in luts} <= set(report.rtl_cycles)
+    for node in luts:
+        assert report.rtl_cycles[node.name] == (batch * (getCustomOp(node).get_exp_cycles() + LATENCY),
+                                                batch * getCustomOp(node).get_exp_cycles())
 
 
 @needs_finn

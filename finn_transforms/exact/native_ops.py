@@ -3,6 +3,8 @@
 - ``OrdinalDecode`` (host / lowered graphs) and its HW layer ``OrdinalLUT``: ordinal -> embedded
   integer of the format; with the optional constant scale, the exact product ``k * scale`` (the
   ``Mul`` it absorbed, exactly; the op's numpy execution rounds that product to float32).
+  `ordinal_decode` builds the same op around another decoder (``verify``'s ``rtl`` stage: the
+  ``OrdinalLUT``'s RTL simulation).
 - ``MVAU_minifloat`` (HW graphs): the contract of `finn_transforms.native.spec` (inputs and weight
   codes through the spec's embedding tables), dot products by `exact_matmul`, the accumulator checked
   against ``accDataType``. `native_mvau` builds the same op around another source of the dot
@@ -19,28 +21,42 @@ from collections.abc import Callable
 import numpy as np
 
 from finn_transforms.exact.hw_executor import _check_acc, _const, _inst, _integers, register_hw_op, vvau_producer_type
-from finn_transforms.exact.reference import OpFn, register_op
+from finn_transforms.exact.reference import Context, OpFn, register_op
 from finn_transforms.exact.tensor import Exact, exact_matmul
 from finn_transforms.native.spec import NativeMvauSpec
 
 
-@register_op("OrdinalDecode")
-@register_hw_op("OrdinalLUT")
-def _ordinal_decode(ins, ctx):
-    from brevitas_minifloat.formats import as_format
+def ordinal_decode(lookup: Callable[[object, Context, np.ndarray], np.ndarray]) -> OpFn:
+    """Exact-executor implementation of ``OrdinalDecode`` / ``OrdinalLUT`` whose embedded integers come
+    from ``lookup(format, ctx, ordinals) -> ints`` (same shape); the range check, ``abs_mode`` and the
+    optional scale are the executor's, whatever decodes (``verify``'s ``rtl`` stage: the RTL simulation)."""
+
+    def run(ins, ctx):
+        from brevitas_minifloat.formats import as_format
+        from finn_transforms.native.spec import ordinal_embedded
+
+        fmt = as_format(ctx.attr("format"))
+        n = len(ordinal_embedded(fmt))
+        o = _integers(ins[0], ctx)
+        if o.size and (int(o.min()) < 0 or int(o.max()) >= n):
+            raise ctx.fail(f"ordinals of {fmt.name} lie in [0, {n - 1}], got [{int(o.min())}, {int(o.max())}]")
+        k = Exact.from_ints(np.asarray(lookup(fmt, ctx, np.asarray(o, dtype=np.int64)), dtype=object))
+        if ctx.abs_mode:
+            k = k.with_num(np.abs(k.num))
+        if len(ins) > 1 and ins[1] is not None:
+            k = k * ins[1]
+        return [k]
+
+    return run
+
+
+def _table(fmt, ctx, ordinals: np.ndarray) -> np.ndarray:
     from finn_transforms.native.spec import ordinal_embedded
 
-    fmt = as_format(ctx.attr("format"))
-    table = np.array(ordinal_embedded(fmt), dtype=object)
-    o = _integers(ins[0], ctx)
-    if o.size and (int(o.min()) < 0 or int(o.max()) >= len(table)):
-        raise ctx.fail(f"ordinals of {fmt.name} lie in [0, {len(table) - 1}], got [{int(o.min())}, {int(o.max())}]")
-    k = Exact.from_ints(table[np.asarray(o, dtype=np.int64)])
-    if ctx.abs_mode:
-        k = k.with_num(np.abs(k.num))
-    if len(ins) > 1 and ins[1] is not None:
-        k = k * ins[1]
-    return [k]
+    return np.array(ordinal_embedded(fmt), dtype=object)[ordinals]
+
+
+register_op("OrdinalDecode")(register_hw_op("OrdinalLUT")(ordinal_decode(_table)))
 
 
 def native_mvau(layer: Callable[[NativeMvauSpec, np.ndarray, np.ndarray], np.ndarray]) -> OpFn:

@@ -3,7 +3,7 @@
 A minifloat activation whose integer embedding would be refused (E4M3: 491,520 thresholds per
 channel) lowers to ordinal thresholds (255 for E4M3) followed by `OrdinalDecode`. Where the decode
 cannot move into a native layer (its consumer is a residual add, a pool, a concat, an integer or
-padding layer), this layer implements it in hardware: one ROM of ``2^ordinal_bits`` entries per PE
+padding layer), this layer implements it in hardware: one ROM of ``len(fmt.values())`` entries per PE
 holding ``value / delta`` of every ordinal, so the add / pool works on the embedded integers as it
 would after the embedding's thresholds, and the thresholds after it keep their meaning.
 
@@ -13,23 +13,20 @@ output the format's embedding datatype (`MinifloatFormat.integer_datatype`).
 
 Execution: the table lookup (float32 holds every ``value / delta`` exactly: a minifloat value times
 a power of two); the exact HW executor (`finn_transforms.exact.native_ops`) looks the same table
-up exactly. Resources (analytic, no RTL generated): the ROM as LUTs, ``PE * out_bits *
-ceil(2^ordinal_bits / 64)`` LUT6 (a 64-entry ROM per LUT6 and output bit; the F7/F8 muxes that
-combine them are free on UltraScale+), ``PE * out_bits`` flip-flops for the registered output, no
-BRAM or DSP.
+up exactly. RTL: `finn_transforms.native.decode_rtl` (one LUT ROM per PE, registered output;
+``verify``'s ``rtl`` stage simulates it). Resources: `finn_transforms.native.decode_cost` (a cached
+Yosys synthesis of this layer, else a count of the LUT6 its table needs), no BRAM or DSP.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from qonnx.core.datatype import DataType
 
 from brevitas_minifloat.formats import MinifloatFormat, as_format
+from finn_transforms.native.decode_cost import ordinal_lut_cost
 from finn_transforms.native.hw_common import register_hw_ops, rtl_variant
 from finn_transforms.native.ordinal import decode_ordinals
-from finn_transforms.native.spec import ordinal_bits
 
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 
@@ -95,10 +92,9 @@ class OrdinalLUT(HWCustomOp):
         node = self.onnx_node
         context[node.output[0]] = decode_ordinals(self.minifloat_format, context[node.input[0]], node.name)
 
-    # Resources: the ROM in LUTs (module docstring).
+    # Resources: module docstring.
     def lut_estimation(self, fpgapart):
-        words = 2 ** ordinal_bits(self.minifloat_format)
-        return self.get_nodeattr("PE") * self.get_output_datatype().bitwidth() * math.ceil(words / 64)
+        return ordinal_lut_cost(self.minifloat_format, self.get_nodeattr("PE"))["lut"]
 
     def bram_estimation(self, fpgapart):
         return 0
@@ -122,5 +118,7 @@ class OrdinalLUT(HWCustomOp):
         return messages
 
 
-OrdinalLUT_rtl = rtl_variant(OrdinalLUT, "no HDL is generated for OrdinalLUT (docs/native_minifloat.md)")
+OrdinalLUT_rtl = rtl_variant(
+    OrdinalLUT, "FINN's IP generation does not cover OrdinalLUT; generate its Verilog with finn_transforms.native.decode_rtl"
+)
 register_hw_ops(OrdinalLUT, OrdinalLUT_rtl)

@@ -3,14 +3,15 @@
 The graph runs in the exact HW executor (`finn_transforms.exact.execute_exact_hw`: integers of any
 width for FINN's own layers, no float32), except that every ``MVAU_minifloat`` node's dot products
 come from simulating its generated Verilog (`finn_transforms.native.sim.execute_native_layer_rtl`,
-compiled once per layer and process). Native layers are thus checked layer by layer inside an exact
-chain: each one consumes what the previous layers computed and its RTL outputs feed the next ones.
-The simulated cycles of each native layer are recorded beside FINN's expected count for the same
-vectors (``NF * SF`` per vector).
+compiled once per layer and process) and every ``OrdinalLUT`` node's decoded integers from its
+(`finn_transforms.native.decode_rtl.execute_ordinal_lut_rtl`). Native layers are thus checked layer
+by layer inside an exact chain: each one consumes what the previous layers computed and its RTL
+outputs feed the next ones. The simulated cycles of each native layer are recorded beside FINN's
+expected count for the same vectors (MVAU: ``NF * SF`` per vector; OrdinalLUT: ``NumChannels / PE``).
 
-Native layers without RTL (`WITHOUT_RTL`: the depthwise ``VVAU_minifloat`` and the decode layer
-``OrdinalLUT``, docs/design.md) run their exact implementation instead, and are listed by name in
-``RtlExecution.not_simulated`` (``verify`` reports them beside the ``rtl`` stage): never silently.
+Native layers without RTL (`WITHOUT_RTL`: the depthwise ``VVAU_minifloat``, docs/design.md) run
+their exact implementation instead, and are listed by name in ``RtlExecution.not_simulated``
+(``verify`` reports them beside the ``rtl`` stage): never silently.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from finn_transforms.exact import Exact, execute_exact_hw
-from finn_transforms.exact.hw_executor import hw_op_registry
-from finn_transforms.exact.native_ops import native_mvau
+from finn_transforms.exact.hw_executor import _inst, hw_op_registry
+from finn_transforms.exact.native_ops import native_mvau, ordinal_decode
+from finn_transforms.native.decode_rtl import execute_ordinal_lut_rtl
 from finn_transforms.native.sim import execute_native_layer_rtl
 from finn_transforms.native.spec import NativeMvauSpec
 
@@ -42,7 +44,7 @@ class RtlExecution:
 
 
 #: Generic op types of native layers that have no RTL generator (yet).
-WITHOUT_RTL = ("VVAU_minifloat", "OrdinalLUT")
+WITHOUT_RTL = ("VVAU_minifloat",)
 
 
 def execute_rtl(
@@ -64,6 +66,14 @@ def execute_rtl(
     def rtl_mvau(ins, ctx):
         return native_mvau(simulate(ctx.node.name))(ins, ctx)
 
+    def rtl_decode(fmt, ctx, ordinals: np.ndarray) -> np.ndarray:
+        pe = _inst(ctx)[0].get_nodeattr("PE")
+        flat = ordinals.reshape(-1, ordinals.shape[-1])
+        k, cycles = execute_ordinal_lut_rtl(fmt, pe, flat)
+        simulated, expected = log.get(ctx.node.name, (0, 0))
+        log[ctx.node.name] = (simulated + cycles, expected + flat.size // pe)
+        return k.reshape(ordinals.shape)
+
     not_simulated: set[str] = set()
 
     def exact_instead(op_type: str):
@@ -77,7 +87,8 @@ def execute_rtl(
 
     import finn_transforms.exact.native_ops  # noqa: F401  (registers the exact native ops)
 
-    ops = {"MVAU_minifloat": rtl_mvau} | {op: exact_instead(op) for op in WITHOUT_RTL}
+    ops = {"MVAU_minifloat": rtl_mvau, "OrdinalLUT": ordinal_decode(rtl_decode)}
+    ops |= {op: exact_instead(op) for op in WITHOUT_RTL}
     outputs = execute_exact_hw(model, inputs, cache=cache, ops=ops)
     return RtlExecution(outputs, log, not_simulated)
 

@@ -241,15 +241,18 @@ def simulate_layer(
 def verify_layer(rtl: NativeMvauRtl, inputs, **kwargs) -> RtlRun:
     """`simulate_layer` and compare every output with `reference_mvau`; raise on the first mismatch."""
     run = simulate_layer(rtl, inputs, **kwargs)
-    want = reference_mvau(rtl.spec, rtl.weight_codes, inputs)
-    bad = np.argwhere(run.outputs != want)
-    if bad.size:
-        b, r = bad[0]
-        raise AssertionError(
-            f"{rtl.top}: vector {b} output {r}: RTL {run.outputs[b, r]}, reference {want[b, r]}"
-            f" ({len(bad)} of {want.size} outputs differ)"
-        )
+    assert_outputs_equal(rtl.top, run.outputs, reference_mvau(rtl.spec, rtl.weight_codes, inputs),
+                         lambda b, r: f"vector {b} output {r}", "reference")
     return run
+
+
+def assert_outputs_equal(top: str, got: np.ndarray, want: np.ndarray, where, oracle: str) -> None:
+    """``AssertionError`` naming the first output of ``top`` that differs (``where(*index)``), both
+    values, and how many differ."""
+    bad = np.argwhere(got != want)
+    if bad.size:
+        i = tuple(bad[0])
+        raise AssertionError(f"{top}: {where(*i)}: RTL {got[i]}, {oracle} {want[i]} ({len(bad)} of {want.size} outputs differ)")
 
 
 AUTO_VERILATOR_WORK = 100_000
@@ -258,12 +261,17 @@ AUTO_VERILATOR_WORK = 100_000
 ~300k after a 20-90 s build (benchmarks/bench_native_rtl.py measures both)."""
 
 
-def choose_simulator(rtl: NativeMvauRtl, batch: int) -> str:
-    """``"verilator"`` for long runs when it is installed, else ``"icarus"``."""
-    work = batch * rtl.expected_cycles * rtl.spec.pe * rtl.spec.simd
+def simulator_for(work: int) -> str:
+    """``"verilator"`` for runs of more than `AUTO_VERILATOR_WORK` lane-cycles when it is installed,
+    else ``"icarus"``."""
     if work > AUTO_VERILATOR_WORK and layer_simulator_missing("verilator") is None:
         return "verilator"
     return "icarus"
+
+
+def choose_simulator(rtl: NativeMvauRtl, batch: int) -> str:
+    """`simulator_for` a batch of ``batch`` vectors through this MVAU layer."""
+    return simulator_for(batch * rtl.expected_cycles * rtl.spec.pe * rtl.spec.simd)
 
 
 def execute_native_layer_rtl(
