@@ -113,8 +113,8 @@ def main() -> None:
         "-family xcup -nodsp`. "
         + ("No layer uses block RAM or DSPs." if all(m["bram"] == 0 == m["dsp"] for m in measured) else "Some use block RAM or DSPs."),
         "",
-        "`OrdinalLUT.lut_estimation` returns a cached synthesis of the layer when there is one, else the",
-        f"table count: {decode_cost.CONTROL_LUTS} control LUTs + PE x (coefficients x `decode_cost.LUT_FEATURES`: the",
+        "`OrdinalLUT.lut_estimation` returns the table count (on every machine, whatever its synthesis cache",
+        f"holds): {decode_cost.CONTROL_LUTS} control LUTs + PE x (coefficients x `decode_cost.LUT_FEATURES`: the",
         "non-constant 64-ordinal blocks of its distinct output bits, and the bits mixing constant and non-constant",
         f"blocks), fitted by non-negative least squares of the relative error on the {len(train)} PE = 1 layers",
         "marked *train*. Flip-flops: PE x non-constant bits + 1",

@@ -168,12 +168,15 @@ def features(spec: NativeMvauSpec) -> dict[str, float]:
 
 
 def cost_model_id() -> str:
-    """Identifies the native cost as builds compute it (MAC generator version + fitted coefficients), for
-    cache keys of results that contain native LUT/FF numbers (e.g. the DSE's hardware jobs)."""
+    """Identifies the native cost as builds compute it (MAC generator version + fitted coefficients, and
+    the OrdinalLUT table count's, `finn_transforms.native.decode_cost`), for cache keys of results that
+    contain native LUT/FF numbers (e.g. the DSE's hardware jobs)."""
     from brevitas_minifloat.hw.rtl import GENERATOR_VERSION
     from finn_transforms.native.cost_fit import COEFFICIENTS
+    from finn_transforms.native.decode_cost_fit import COEFFICIENTS as DECODE_COEFFICIENTS
 
     blob = f"{GENERATOR_VERSION}:{sorted((k, sorted(v.items())) for k, v in COEFFICIENTS.items())}"
+    blob += f":decode {sorted(DECODE_COEFFICIENTS.items())}"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -1,10 +1,12 @@
 """LUT / FF of an ``OrdinalLUT`` layer: Yosys synthesis of its RTL, or a count from its table.
 
 ``ordinal_lut_cost(fmt, pe)`` answers fast enough for a FINN build (the op's ``lut_estimation``):
-a cached synthesis of exactly this layer if there is one, else `table_cost`, a count of the LUT6
-the decode table needs, computed from the table itself in microseconds. ``synthesize_ordinal_lut``
-runs the project's Yosys flow (`brevitas_minifloat.hw.cost`, ``synth_xilinx -family xcup``) on
-the generated layer (`finn_transforms.native.decode_rtl`) and caches the result as plain JSON.
+`table_cost`, a fitted count of the LUT6 the decode table needs, computed from the table itself in
+microseconds, always, so estimates never depend on which syntheses sit in this machine's cache (as
+for the MVAU, `finn_transforms.native.cost`; its ``cost_model_id`` covers these coefficients too).
+``synthesize_ordinal_lut`` runs the project's Yosys flow (`brevitas_minifloat.hw.cost`,
+``synth_xilinx -family xcup``) on the generated layer (`finn_transforms.native.decode_rtl`) and
+caches the result as plain JSON; ``ordinal_lut_cost(..., synthesize=True)`` asks for that explicitly.
 """
 
 from __future__ import annotations
@@ -69,13 +71,6 @@ def synthesize_ordinal_lut(
     return {**result, "cached": False}
 
 
-def _cached(fmt: MinifloatFormat, pe: int, cache_dir: str | Path | None) -> dict | None:
-    if yosys_missing():
-        return None
-    rtl = _rtl(fmt, pe)
-    return _cache(cache_dir).get(_cache_key(rtl), rtl.fmt.name)
-
-
 # ------------------------------------------------------------------------------ the table count
 CONTROL_LUTS = 3
 """LUTs of the handshake, whatever the format and PE (Yosys netlist: ``in0_V_TREADY``, the ROM read
@@ -123,18 +118,22 @@ def table_cost(fmt: MinifloatFormat | str, pe: int = 1, coefficients: dict | Non
     return {"lut": CONTROL_LUTS + round(pe * per_pe), "ff": pe * f["bits"] + 1, "bram": 0, "dsp": 0}
 
 
-def ordinal_lut_cost(fmt: MinifloatFormat | str, pe: int = 1, *, cache_dir: str | Path | None = None) -> dict:
-    """``dict(lut=, ff=, bram=, dsp=, source=)`` of one decode layer: ``source="synthesis"`` when a
-    cached synthesis of this layer exists, else ``"table"`` (`table_cost`; no tool needed)."""
-    return dict(_lookup(as_format(fmt), int(pe), None if cache_dir is None else str(cache_dir)))
+def ordinal_lut_cost(
+    fmt: MinifloatFormat | str, pe: int = 1, *, cache_dir: str | Path | None = None, synthesize: bool = False
+) -> dict:
+    """``dict(lut=, ff=, bram=, dsp=, source=)`` of one decode layer: the table count
+    (``source="table"``; no tool needed, microseconds, the same on every machine), or with
+    ``synthesize=True`` Yosys' synthesis of this layer (``source="synthesis"``, JSON-cached under
+    ``cache_dir``)."""
+    if synthesize:
+        found = synthesize_ordinal_lut(fmt, pe, cache_dir=cache_dir)
+        return {k: found[k] for k in ("lut", "ff", "bram", "dsp")} | {"source": "synthesis"}
+    return dict(_table_lookup(as_format(fmt), int(pe)))
 
 
 @lru_cache(maxsize=1024)
-def _lookup(fmt: MinifloatFormat, pe: int, cache_dir: str | None) -> tuple:
-    """Memoised: FINN's folding calls the estimates many times per layer."""
-    found = _cached(fmt, pe, cache_dir)
-    if found is not None:
-        return tuple(({k: found[k] for k in ("lut", "ff", "bram", "dsp")} | {"source": "synthesis"}).items())
+def _table_lookup(fmt: MinifloatFormat, pe: int) -> tuple:
+    """The table count, memoised: FINN's folding calls the estimates many times per layer."""
     return tuple((table_cost(fmt, pe) | {"source": "table"}).items())
 
 

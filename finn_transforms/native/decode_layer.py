@@ -14,8 +14,8 @@ output the format's embedding datatype (`MinifloatFormat.integer_datatype`).
 Execution: the table lookup (float32 holds every ``value / delta`` exactly: a minifloat value times
 a power of two); the exact HW executor (`finn_transforms.exact.native_ops`) looks the same table
 up exactly. RTL: `finn_transforms.native.decode_rtl` (one LUT ROM per PE, registered output;
-``verify``'s ``rtl`` stage simulates it). Resources: `finn_transforms.native.decode_cost` (a cached
-Yosys synthesis of this layer, else a count of the LUT6 its table needs), no BRAM or DSP.
+``verify``'s ``rtl`` stage simulates it). Resources: `finn_transforms.native.decode_cost` (a count
+of the LUT6 its table needs, fitted to Yosys syntheses of the layer), no BRAM or DSP.
 """
 
 from __future__ import annotations
