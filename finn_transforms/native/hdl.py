@@ -35,8 +35,8 @@ def rom_module(
     """A ``len(words)`` x ``width`` ROM read synchronously: ``q <= mem[addr]`` at a clock edge with
     ``en`` (no ``addr`` port for one word). ``blackbox``: the ports only, as an empty
     ``(* blackbox *)`` module (synthesis of the logic around it, independent of the contents).
-    ``logic``: the table as LUT logic, never block RAM (Yosys' ``logic_block`` attribute; Vivado
-    ignores it and infers a distributed ROM for tables this small)."""
+    ``logic``: the table as LUT logic, never block RAM (Yosys' ``logic_block`` attribute; Vivado does
+    not know it and makes its own ROM-style choice, not tested here: no Vivado)."""
     depth = len(words)
     head = [f"// {comment}", f"module {name} (", "    input  wire clk,", "    input  wire en,"]
     addr = [f"    input  wire [{ubits(depth - 1) - 1}:0] addr,"] if depth > 1 else []
