@@ -61,6 +61,8 @@ def test_capacity_check_says_which_number_exceeds_the_part():
     assert over == ("LUT 201132 > 70560 (285%; corrected 38004: fits)", "BRAM18 26 <= 432 (6%; corrected 500: over)")
     assert _capacity_check("xczu3eg-sbva484-1-e", fixed | {"dsp": 1.0}, fixed)[1] == (
         "BRAM18 500 > 432 (116%)",)
+    assert _capacity_check("xczu3eg-sbva484-1-e", fixed | {"uram": 4.0, "dsp": 0.0}, fixed)[1] == (  # was ZeroDivisionError
+        "BRAM18 500 > 432 (116%)", "URAM 4 > 0 (the part has none; corrected 0: fits)")
     assert _capacity_check("unknown-part", raw, fixed) == (None, ())
 
 

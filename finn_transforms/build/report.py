@@ -284,7 +284,8 @@ def _capacity_check(fpga_part: str | None, raw: dict[str, float], fixed: dict[st
         have, need, need_fixed = getattr(cap, attr), raw[attr], fixed.get(attr, raw[attr])
         if max(need, need_fixed) <= have:
             continue
-        text = f"{label} {need:g} {'>' if need > have else '<='} {have} ({100 * need / have:.0f}%"
+        share = f"{100 * need / have:.0f}%" if have else "the part has none"  # e.g. URAM on a Zynq-7000 / xczu3eg
+        text = f"{label} {need:g} {'>' if need > have else '<='} {have} ({share}"
         if need_fixed != need:
             text += f"; corrected {need_fixed:g}: {'over' if need_fixed > have else 'fits'}"
         over.append(text + ")")
