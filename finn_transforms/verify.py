@@ -248,8 +248,8 @@ def verify(
     limit (`finn_transforms.native.mapping`). ``rtl=True`` adds the exact ``rtl`` stage: the HW graph
     in the exact HW executor with every native layer simulated as RTL (`finn_transforms.native.rtl_exec`;
     needs Icarus Verilog),
-    its simulated cycles per layer in ``report.rtl_cycles``; native layers that have no RTL (depthwise
-    ``VVAU_minifloat``) run exactly there and are named in ``report.rtl_not_simulated``. Exact stages must match on every output; float32 stages
+    its simulated cycles per layer in ``report.rtl_cycles``; a native layer without RTL
+    (`rtl_exec.WITHOUT_RTL`, none today) would run exactly there, named in ``report.rtl_not_simulated``. Exact stages must match on every output; float32 stages
     (torch, QONNX) may differ only where float32 rounding near a boundary explains it, and
     ``max_mismatch_fraction`` tolerates that fraction of *unexplained* float32 differences (default
     none). Raises `VerificationError` (with the report) unless ``raise_on_mismatch=False``;

@@ -8,8 +8,14 @@
    folding) it reports synthesized LUT / FF / BRAM18 / DSP, the fitted model's LUTs, FINN+'s MVAU
    estimate of the integer-embedding layer FINN would build otherwise, and cycles simulated in
    Icarus beside NF*SF; and answers whether the E4M3 layer is within 1.2x the INT8 layer's LUTs.
+3. Depthwise layers (`finn_transforms.native.vvau_rtl`, ``VVAU_minifloat``): synthesized layers
+   (a training grid and the comparison layers) fit their own model
+   (``finn_transforms/native/cost_fit_vvau.py``, same features with the depthwise input lanes),
+   its error held out by folding (each folding predicted by the fit of the others); the comparison
+   layers are reported with their cycles simulated beside NF*SF. ``--vvau-only`` regenerates just
+   that section of an existing document and the VVAU fit.
 
-    python scripts/native_layer_cost_table.py [--out docs/native_layer_cost.md] [--workers 2]
+    python scripts/native_layer_cost_table.py [--out docs/native_layer_cost.md] [--workers 2] [--vvau-only]
 """
 
 from __future__ import annotations
@@ -32,7 +38,6 @@ import numpy as np  # noqa: E402
 from brevitas_minifloat.hw.cost import finn_datatype, finn_mvau_lut_estimate, yosys_version  # noqa: E402
 from brevitas_minifloat.hw.operands import finite_codes, is_minifloat  # noqa: E402
 from finn_transforms.native import cost  # noqa: E402
-from finn_transforms.native.rtl import NativeMvauRtl  # noqa: E402
 from finn_transforms.native.sim import verify_layer  # noqa: E402
 from finn_transforms.native.spec import NativeMvauSpec  # noqa: E402
 
@@ -46,21 +51,28 @@ HELD_OUT += [(w, a, 128, 8, 1, 8) for w, a in [("E4M3", "E4M3"), ("INT8", "INT8"
 TABLE_PAIRS = [("INT4", "INT4"), ("INT8", "INT8"), ("E2M1", "E2M1"), ("E2M3", "E2M3"), ("E3M2", "E3M2"),
                ("E4M3", "E4M3"), ("E5M2", "E5M2")]
 TABLE_FOLDINGS = [(64, 64, 4, 4), (64, 16, 1, 1)]
+VVAU_TRAIN_PAIRS = [("INT4", "INT4"), ("INT8", "INT8"), ("E2M1", "E2M1"), ("E4M3", "E4M3"), ("E5M2", "E5M2")]
+VVAU_TRAIN_FOLDINGS = [(9, 16, 1, 1), (9, 16, 4, 3), (4, 16, 4, 4)]  # (K, channels, PE, SIMD)
+VVAU_PAIRS = [("INT4", "INT4"), ("INT8", "INT8"), ("E2M1", "E2M1"), ("E4M3", "E4M3")]
+VVAU_FOLDINGS = [(9, 64, 4, 1), (9, 32, 8, 3)]  # (K, channels, PE, SIMD): 3x3 kernels
+VVAU_EXTRA = [("E2M3", "E2M3", 9, 64, 4, 1), ("E3M2", "E3M2", 9, 64, 4, 1), ("E5M2", "E5M2", 9, 64, 4, 1),
+              ("E4M3", "INT8", 9, 32, 8, 3)]
 GOAL = 1.2
 BENCH_START, BENCH_END = "<!-- bench_native_rtl:start -->", "<!-- bench_native_rtl:end -->"
+VVAU_START, VVAU_END = "<!-- vvau:start -->", "<!-- vvau:end -->"
 
 
 def specs_of(rows) -> list[NativeMvauSpec]:
     return [NativeMvauSpec(w, a, mw, mh, pe, simd) for w, a, mw, mh, pe, simd in rows]
 
 
-def synthesize_all(specs: list[NativeMvauSpec], workers: int) -> list[dict]:
+def synthesize_all(specs: list[NativeMvauSpec], workers: int, unit: str = "mvau") -> list[dict]:
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(cost.synthesize_layer, specs))
+        return list(pool.map(lambda s: cost.synthesize_layer(s, unit=unit), specs))
 
 
-def pct_errors(specs, measured, coefficients) -> list[float]:
-    return [100 * (cost.model_cost(s, coefficients)["lut"] - m["lut"]) / m["lut"] for s, m in zip(specs, measured)]
+def pct_errors(specs, measured, coefficients, unit: str = "mvau") -> list[float]:
+    return [100 * (cost.model_cost(s, coefficients, unit)["lut"] - m["lut"]) / m["lut"] for s, m in zip(specs, measured)]
 
 
 def finn_embedding_estimate(spec: NativeMvauSpec) -> dict:
@@ -72,22 +84,105 @@ def finn_embedding_estimate(spec: NativeMvauSpec) -> dict:
     return {"lut": est["LUT"] + memory["lut"], "bram": memory["bram18"], "w_bits": w_bits, "a_bits": a_bits}
 
 
-def simulate_cycles(spec: NativeMvauSpec, batch: int = 2) -> tuple[int, int]:
+def simulate_cycles(spec: NativeMvauSpec, batch: int = 2, unit: str = "mvau") -> tuple[int, int]:
+    """Simulated / expected cycles of ``batch`` random vectors (MVAU) or windows (VVAU), every output checked."""
     rng = np.random.default_rng(0)
     w = rng.choice(np.array(finite_codes(spec.weight_format)), size=(spec.mh, spec.mw))
+    shape = (batch, spec.mw) if unit == "mvau" else (batch, spec.mw, spec.mh)
     if is_minifloat(spec.input_format):
-        x = rng.integers(0, len(spec.input_format.values()), size=(batch, spec.mw))
+        x = rng.integers(0, len(spec.input_format.values()), size=shape)
     else:
-        x = rng.integers(spec.input_format.integer_min, spec.input_format.integer_max + 1, size=(batch, spec.mw))
-    run = verify_layer(NativeMvauRtl(spec, w), x)
+        x = rng.integers(spec.input_format.integer_min, spec.input_format.integer_max + 1, size=shape)
+    run = verify_layer(cost.UNITS[unit](spec, w), x)
     return run.cycles, run.expected_cycles
 
 
-def write_fit(path: Path, coefficients: dict, held: dict, n_train: int) -> None:
-    lines = [
-        '"""Fitted cost model of native layers. Generated by scripts/native_layer_cost_table.py: do not edit.',
+def vvau_section(workers: int, fit_out: Path) -> list[str]:
+    """Fit the depthwise model (written to ``fit_out``) and return the document's VVAU section
+    (between `VVAU_START` / `VVAU_END`): synthesized layers beside the fit of the other foldings."""
+    grid = specs_of([(w, a, *f) for f in VVAU_TRAIN_FOLDINGS for w, a in VVAU_TRAIN_PAIRS])
+    specs = specs_of([(w, a, *f) for f in VVAU_FOLDINGS for w, a in VVAU_PAIRS] + VVAU_EXTRA)
+    train = grid + specs
+    m_train = synthesize_all(train, workers, unit="vvau")
+    measured = m_train[len(grid) :]
+    coefficients = cost.fit(train, m_train, unit="vvau")
+    err_train = pct_errors(train, m_train, coefficients, unit="vvau")
+
+    def folding(s: NativeMvauSpec) -> tuple:
+        return s.mw, s.mh, s.pe, s.simd
+
+    held_lut = {}  # each layer's LUT by the fit of the other foldings
+    for f in {folding(s) for s in train}:
+        rest = [(s, m) for s, m in zip(train, m_train) if folding(s) != f]
+        other = cost.fit([s for s, _ in rest], [m for _, m in rest], unit="vvau")
+        held_lut |= {i: cost.model_cost(s, other, unit="vvau")["lut"] for i, s in enumerate(train) if folding(s) == f}
+    held_err = [100 * (held_lut[i] - m["lut"]) / m["lut"] for i, m in enumerate(m_train)]
+    errors = held_err[len(grid) :]
+    summary = {"mean_abs": round(float(np.mean(np.abs(held_err))), 2), "max_abs": round(float(np.max(np.abs(held_err))), 2),
+               "layers": len(held_err)}
+    write_fit(fit_out, coefficients, summary, len(train), kind="depthwise (VVAU) layers", unit="vvau")
+    out = [
+        VVAU_START,
+        "## Depthwise layers (VVAU)",
         "",
-        "Compute LUT / FF = sum of coefficient x `finn_transforms.native.cost.features`, non-negative least",
+        "`finn_transforms.native.vvau_rtl` (the same datapath on FINN's VVAU stream: PE over channels, SIMD over",
+        "the kernel, PE x SIMD distinct inputs per beat, no input replay), synthesized the same way; weights counted",
+        "as FINN's VVAU counts them. K = kernel elements, C = channels. `VVAU_minifloat`'s estimates are their own",
+        "linear model (`cost.features(spec, \"vvau\")`: the MVAU's features with PE x SIMD input lanes;",
+        "`native/cost_fit_vvau.py`), fitted on"
+        f" {len(train)} synthesized depthwise layers: {len(VVAU_TRAIN_PAIRS)} format pairs x {len(VVAU_TRAIN_FOLDINGS)}"
+        f" foldings (K, C, PE, SIMD = {', '.join(map(str, VVAU_TRAIN_FOLDINGS))}) and the {len(specs)} layers below;"
+        f" training LUT error mean {np.mean(np.abs(err_train)):.1f} %, max {np.max(np.abs(err_train)):.1f} %.",
+        "Held out by folding (each folding's layers predicted by the fit of the other foldings, the `model LUT`",
+        f"column below): mean absolute LUT error **{summary['mean_abs']:.1f} %**, max **{summary['max_abs']:.1f} %**"
+        f" over the {summary['layers']} layers.",
+        "",
+        "| weights x inputs | K | C | PE | SIMD | acc bits | LUT | FF | BRAM18 | DSP | model LUT | error | cycles simulated / NF*SF (2 pixels) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for i, (s, m, e) in enumerate(zip(specs, measured, errors)):
+        sim_cycles, expected = simulate_cycles(s, unit="vvau")
+        out.append(
+            f"| {s.weight_format.name} x {s.input_format.name} | {s.mw} | {s.mh} | {s.pe} | {s.simd} | {s.acc_bits} |"
+            f" {m['lut']} | {m['ff']} | {m['bram']} | {m['dsp']} | {held_lut[len(grid) + i]} |"
+            f" {fmt_pct(e)} | {sim_cycles} / {expected} |"
+        )
+    lut = {(s.weight_format.name, s.input_format.name, s.mw, s.mh, s.pe, s.simd): m["lut"] for s, m in zip(specs, measured)}
+    out.append("")
+    for k, c, pe, simd in VVAU_FOLDINGS:
+        ratio = lut[("E4M3", "E4M3", k, c, pe, simd)] / lut[("INT8", "INT8", k, c, pe, simd)]
+        verdict = "met" if ratio <= GOAL else "NOT met"
+        out.append(f"E4M3 / INT8 LUT ratio at K={k} C={c} PE={pe} SIMD={simd}: **{ratio:.2f}** (goal <= {GOAL}: {verdict}).")
+    cpu = sum(m["cpu_seconds"] for m in m_train)
+    out += [
+        "",
+        f"Yosys CPU time of the {len(train)} depthwise syntheses {cpu:.0f} s ({yosys_version()};"
+        f" {datetime.date.today().isoformat()}).",
+        VVAU_END,
+    ]
+    return out
+
+
+def replace_section(text: str, section: list[str]) -> str:
+    """``text`` with its VVAU section replaced by ``section`` (inserted before the simulation speed
+    section, or appended, when it has none)."""
+    block = "\n".join(section)
+    if VVAU_START in text and VVAU_END in text:
+        head, rest = text.split(VVAU_START, 1)
+        return head + block + rest.split(VVAU_END, 1)[1]
+    if "## Simulation speed" in text:
+        head, rest = text.split("## Simulation speed", 1)
+        return head + block + "\n\n## Simulation speed" + rest
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def write_fit(path: Path, coefficients: dict, held: dict, n_train: int, kind: str = "native layers",
+              unit: str = "mvau") -> None:
+    features = "`finn_transforms.native.cost.features`" + ("" if unit == "mvau" else f' (unit="{unit}")')
+    lines = [
+        f'"""Fitted cost model of {kind}. Generated by scripts/native_layer_cost_table.py: do not edit.',
+        "",
+        f"Compute LUT / FF = sum of coefficient x {features}, non-negative least",
         f"squares on {n_train} Yosys-synthesized layers ({yosys_version()}).",
         '"""',
         "",
@@ -108,9 +203,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "native_layer_cost.md"))
     ap.add_argument("--fit-out", default=str(ROOT / "finn_transforms" / "native" / "cost_fit.py"))
+    ap.add_argument("--vvau-fit-out", default=str(ROOT / "finn_transforms" / "native" / "cost_fit_vvau.py"))
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--vvau-only", action="store_true", help="regenerate only the depthwise section of --out")
     args = ap.parse_args()
     t0 = time.perf_counter()
+    if args.vvau_only:
+        doc = Path(args.out)
+        doc.write_text(replace_section(doc.read_text(), vvau_section(args.workers, Path(args.vvau_fit_out))))
+        print(doc.read_text())
+        return
 
     train = specs_of([(w, a, *f) for w, a in TRAIN_PAIRS for f in TRAIN_FOLDINGS])
     held = specs_of(HELD_OUT)
@@ -191,6 +293,7 @@ def main() -> None:
         f" this run, the rest read from the JSON cache); this run took {time.perf_counter() - t0:.0f} s.",
         "",
     ]
+    out += vvau_section(args.workers, Path(args.vvau_fit_out)) + [""]
     previous = Path(args.out).read_text() if Path(args.out).exists() else ""
     if BENCH_START in previous and BENCH_END in previous:  # benchmarks/bench_native_rtl.py --write-doc
         bench = previous.split(BENCH_START, 1)[1].split(BENCH_END, 1)[0]

@@ -139,8 +139,9 @@ def _cell(row: dict, key: str) -> str:
 #: What is native beyond the two models measured here (docs/design.md, Native minifloat layers).
 BEYOND_THESE_MODELS = [
     "Beyond these two models: depthwise convolutions become `VVAU_minifloat` layers (FINN's VVAU with",
-    "weight codes and an exact accumulator; Python execution and a cost estimate from the MVAU model of the",
-    "same MACs and ROM; no RTL yet), and an activation whose consumers cannot take ordinals (a residual add,",
+    "weight codes and an exact accumulator; Python execution, generated RTL simulated in verify's `rtl` stage,",
+    "and a cost model fitted to syntheses of that RTL: [native_layer_cost.md](native_layer_cost.md), depthwise",
+    "section), and an activation whose consumers cannot take ordinals (a residual add,",
     "a pool, an integer layer) keeps its ordinal thresholds and is decoded to integers by an `OrdinalLUT`",
     "HW layer (one LUT ROM per PE, with RTL that `verify`'s `rtl` stage simulates; its cost in",
     "[ordinal_lut_cost.md](ordinal_lut_cost.md)). The E4M3 rows of [topologies.md](topologies.md) (ResNet-8,",

@@ -168,18 +168,31 @@ def test_folded_layers_under_back_pressure(weight, act, mw, mh, pe, simd, tmp_pa
     assert run.cycles > run.expected_cycles  # the stalls really happened
 
 
-@pytest.mark.needs_simulator
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(
+#: Random layers over PE/SIMD foldings (``mw = sf * simd``, ``mh = nf * pe``; the VVAU tests too).
+RANDOM_SETTINGS = settings(max_examples=8, deadline=None,
+                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+RANDOM_LAYERS = dict(
     weight=st.sampled_from(["E2M1", "E3M2", "E4M3", "E2M3_NOSUB", "E3M1_U"]),
     act=st.sampled_from(["E2M1", "E4M3", "E2M2_U", "INT3", "UINT2", "E3M2_NOSUB"]),
     sf=st.integers(1, 3), simd=st.integers(1, 4), nf=st.integers(1, 3), pe=st.integers(1, 4),
     seed=st.integers(0, 2**16),
 )
-def test_random_foldings(weight, act, sf, simd, nf, pe, seed, tmp_path):
+
+
+
+def random_layer(weight: str, act: str, sf: int, simd: int, nf: int, pe: int, seed: int):
+    """A layer of a `RANDOM_LAYERS` draw: its spec, random weights and the generator for its inputs."""
     rng = np.random.default_rng(seed)
     spec = NativeMvauSpec(weight, act, mw=sf * simd, mh=nf * pe, pe=pe, simd=simd)
-    w, x = random_weights(spec, rng), random_elements(spec.input_format, (3, spec.mw), rng)
+    return spec, random_weights(spec, rng), rng
+
+
+@pytest.mark.needs_simulator
+@RANDOM_SETTINGS
+@given(**RANDOM_LAYERS)
+def test_random_foldings(weight, act, sf, simd, nf, pe, seed, tmp_path):
+    spec, w, rng = random_layer(weight, act, sf, simd, nf, pe, seed)
+    x = random_elements(spec.input_format, (3, spec.mw), rng)
     sim.verify_layer(NativeMvauRtl(spec, w), x, stall=0.3, seed=seed, workdir=tmp_path)
 
 

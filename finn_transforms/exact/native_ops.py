@@ -9,9 +9,10 @@
   codes through the spec's embedding tables), dot products by `exact_matmul`, the accumulator checked
   against ``accDataType``. `native_mvau` builds the same op around another source of the dot
   products (``verify``'s ``rtl`` stage: the layer's RTL simulation).
-- ``VVAU_minifloat`` (HW graphs): the layer's own integer execution (`VVAU_minifloat.exact_output`,
-  Python integers: per-channel dot products of the embedded window values), FINN's input
-  interleaving decided by the producer's generic op type as for FINN's VVAU.
+- ``VVAU_minifloat`` (HW graphs): per-channel dot products of the embedded window values
+  (`reference_vvau`, Python integers), FINN's input interleaving decided by the producer's generic
+  op type as for FINN's VVAU (`VVAU_minifloat.windows`); `native_vvau` builds it around another
+  source of the dot products (the ``rtl`` stage: the layer's RTL simulation).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from finn_transforms.exact.hw_executor import _check_acc, _const, _inst, _integers, register_hw_op, vvau_producer_type
 from finn_transforms.exact.reference import Context, OpFn, register_op
 from finn_transforms.exact.tensor import Exact, exact_matmul
-from finn_transforms.native.spec import NativeMvauSpec
+from finn_transforms.native.spec import NativeMvauSpec, reference_vvau
 
 
 def ordinal_decode(lookup: Callable[[object, Context, np.ndarray], np.ndarray]) -> OpFn:
@@ -91,14 +92,26 @@ def _exact_dot_products(spec: NativeMvauSpec, codes: np.ndarray, x: np.ndarray) 
 register_hw_op("MVAU_minifloat")(native_mvau(_exact_dot_products))
 
 
-@register_hw_op("VVAU_minifloat")
-def _minifloat_vvau(ins, ctx):
-    import finn_transforms.native.vvau  # noqa: F401  (registers the op class with qonnx)
+def native_vvau(layer: Callable[[NativeMvauSpec, np.ndarray, np.ndarray], np.ndarray]) -> OpFn:
+    """Exact-executor implementation of ``VVAU_minifloat`` whose dot products come from
+    ``layer(spec, weight codes (C, K), windows (pixels, K, C)) -> (pixels, C)`` integers; the
+    interleaving, input and accumulator checks are the executor's, whatever computes the products."""
 
-    inst, _ = _inst(ctx)
-    try:
-        acc = inst.exact_output(_integers(ins[0], ctx), _const(ctx, 1), vvau_producer_type(ctx))
-    except (ValueError, OverflowError) as err:
-        raise ctx.fail(str(err)) from None
-    _check_acc(acc, ctx, inst)
-    return [Exact.from_ints(acc)]
+    def run(ins, ctx):
+        import finn_transforms.native.vvau  # noqa: F401  (registers the op class with qonnx)
+
+        inst, _ = _inst(ctx)
+        spec = inst.spec()
+        try:
+            win = inst.windows(_integers(ins[0], ctx), vvau_producer_type(ctx))
+            acc = layer(spec, inst.codes_of(_const(ctx, 1)), win.reshape((-1,) + win.shape[-2:]))
+        except (ValueError, OverflowError) as err:
+            raise ctx.fail(str(err)) from None
+        acc = np.asarray(acc).reshape(win.shape[:-2] + (spec.mh,))
+        _check_acc(acc, ctx, inst)
+        return [Exact.from_ints(acc)]
+
+    return run
+
+
+register_hw_op("VVAU_minifloat")(native_vvau(reference_vvau))

@@ -1,21 +1,22 @@
-"""LUT / FF / BRAM / DSP of a native MVAU layer: Yosys synthesis of its RTL, or a model fitted to it.
+"""LUT / FF / BRAM / DSP of a native MVAU or VVAU layer: Yosys synthesis of its RTL, or a model fitted to it.
 
 ``native_layer_cost(spec)`` answers fast enough to be called inside a FINN build (the native HW op's
 ``lut_estimation`` / ``bram_estimation`` / ``dsp_estimation``): the fitted model
-(`finn_transforms.native.cost_fit`, regenerated with its held-out error by
+(`finn_transforms.native.cost_fit`; depthwise layers `finn_transforms.native.cost_fit_vvau`; regenerated with its held-out error by
 ``scripts/native_layer_cost_table.py``), always, so estimates never depend on which syntheses happen
 to sit in this machine's cache (`cost_model_id` identifies it). ``synthesize_layer(spec)`` runs Yosys
 (JSON-cached); ``native_layer_cost(spec, synthesize=True)`` asks for that explicitly.
 
 What is counted:
 
-- **compute**: the generated layer (`finn_transforms.native.rtl`) with its weight ROMs declared as
+- **compute**: the generated layer (``unit="mvau"``: `finn_transforms.native.rtl`; ``unit="vvau"``,
+  the depthwise layer: `finn_transforms.native.vvau_rtl`) with its weight ROMs declared as
   black boxes, through the project's Yosys flow (`brevitas_minifloat.hw.cost`: ``synth_xilinx
   -family xcup -flatten -noiopad -nodsp``, every multiply in LUTs like FINN's ``resType="lut"``);
   Yosys' LUTRAM primitives (input replay buffer, output queue) are counted as the LUTs they occupy;
-- **weights**: counted as FINN's MVAU counts them (`weight_memory`), from the ROM's shape only, so
-  the cost never depends on the weight values: depth ``MW * MH / (PE * SIMD) <= 128`` words in LUTRAM
-  (``width * ceil(depth / 64)`` LUTs plus the read register), deeper ones in RAMB18 blocks;
+- **weights**: counted as FINN's MVAU (or VVAU) counts them (`weight_memory`), from the ROM's shape
+  only, so the cost never depends on the weight values: depth ``MW * MH / (PE * SIMD) <= 128`` words
+  in LUTRAM (``width * ceil(depth / 64)`` LUTs plus the read register), deeper ones in RAMB18 blocks;
 - **DSP**: 0 (``-nodsp``).
 """
 
@@ -33,6 +34,7 @@ from brevitas_minifloat.hw.cost import SYNTH_SCRIPT, summarize_cells, synthesize
 from brevitas_minifloat.hw.operands import is_minifloat, signed_bits
 from finn_transforms.native.rtl import NativeMvauRtl, layer_mac, output_queue_depth
 from finn_transforms.native.spec import NativeMvauSpec
+from finn_transforms.native.vvau_rtl import NativeVvauRtl
 
 FAMILY = "xcup"
 
@@ -43,23 +45,37 @@ _LUTRAM_LUTS = {
 }
 
 
-def describe(spec: NativeMvauSpec) -> dict:
+#: The generator of each kind of native layer (``mvau``: dense, ``vvau``: depthwise, ``mw = K``, ``mh = C``).
+UNITS = {"mvau": NativeMvauRtl, "vvau": NativeVvauRtl}
+
+
+def _check_unit(unit: str) -> None:
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {sorted(UNITS)}, got {unit!r}")
+
+
+def describe(spec: NativeMvauSpec, unit: str = "mvau") -> dict:
     """Plain-JSON description of a layer (cache keys, tables)."""
-    return {"weight": spec.weight_format.name, "input": spec.input_format.name, "mw": spec.mw, "mh": spec.mh,
-            "pe": spec.pe, "simd": spec.simd, "acc_bits": spec.acc_bits}
+    out = {"weight": spec.weight_format.name, "input": spec.input_format.name, "mw": spec.mw, "mh": spec.mh,
+           "pe": spec.pe, "simd": spec.simd, "acc_bits": spec.acc_bits}
+    return out if unit == "mvau" else {**out, "unit": unit}
 
 
 # ------------------------------------------------------------------------------ weights
-def weight_memory(spec: NativeMvauSpec, weight_bits: int | None = None) -> dict:
+def weight_memory(spec: NativeMvauSpec, weight_bits: int | None = None, unit: str = "mvau") -> dict:
     """Weight storage the way FINN+ 1.6.1's MVAU estimates it (FINN-R, Blott et al. 2018):
     ``depth = MW*MH/(PE*SIMD)`` words of ``width = PE*SIMD*W`` bits; ``depth <= 128``: LUTRAM,
     ``width * ceil(depth/64)`` LUTs (and a ``width``-bit read register); otherwise RAMB18 blocks in
-    simple dual-port mode, the aspect ratio chosen by the word width (1, 2, 4, 9, 18 or 36 bits wide).
+    simple dual-port mode, the aspect ratio chosen by the word width (1, 2, 4, 9, 18 or 36 bits wide;
+    ``unit="vvau"``: FINN's VVAU rule, which assumes HLS memories 4, 8, 16 or 32 bits wide).
     ``weight_bits``: another weight width for the same shape (e.g. FINN's integer embedding)."""
+    _check_unit(unit)
     depth = spec.mw * spec.mh // (spec.pe * spec.simd)
     width = spec.pe * spec.simd * (weight_bits or spec.weight_bits)
     if depth <= 128:
         return {"lut": width * math.ceil(depth / 64), "ff": width, "bram18": 0, "depth": depth, "width": width}
+    if unit == "vvau":
+        return {"lut": 0, "ff": 0, "bram18": _vvau_bram18(depth, width), "depth": depth, "width": width}
     if width == 1:
         blocks = math.ceil(depth / 16384)
     elif width == 2:
@@ -75,14 +91,30 @@ def weight_memory(spec: NativeMvauSpec, weight_bits: int | None = None) -> dict:
     return {"lut": 0, "ff": 0, "bram18": blocks, "depth": depth, "width": width}
 
 
+def _vvau_bram18(depth: int, width: int) -> int:
+    """FINN+ 1.6.1 ``VVAU.bram_estimation`` for ``depth > 128`` words of ``width`` bits."""
+    if width == 1:
+        return math.ceil(depth / 16384)
+    if width == 2:
+        return math.ceil(depth / 8192)
+    if width <= 4:
+        return math.ceil(depth / 4096) * math.ceil(width / 4)
+    if width <= 9:
+        return math.ceil(depth / 2048) * math.ceil(width / 8)
+    if width <= 18 or depth > 512:
+        return math.ceil(depth / 1024) * math.ceil(width / 16)
+    return math.ceil(depth / 512) * math.ceil(width / 32)
+
+
 # ------------------------------------------------------------------------------ synthesis
-def _compute_rtl(spec: NativeMvauSpec) -> NativeMvauRtl:
-    return NativeMvauRtl(spec, np.zeros((spec.mh, spec.mw), dtype=np.int64), blackbox_roms=True)
+def _compute_rtl(spec: NativeMvauSpec, unit: str) -> NativeMvauRtl:
+    _check_unit(unit)
+    return UNITS[unit](spec, np.zeros((spec.mh, spec.mw), dtype=np.int64), blackbox_roms=True)
 
 
-def _cache_key(rtl: NativeMvauRtl) -> dict:
+def _cache_key(rtl: NativeMvauRtl, unit: str) -> dict:
     return {
-        "layer": describe(rtl.spec),
+        "layer": describe(rtl.spec, unit),
         "verilog_sha256": hashlib.sha256(rtl.verilog.encode()).hexdigest(),
         "family": FAMILY,
         "script": SYNTH_SCRIPT,
@@ -104,7 +136,12 @@ def _total(compute: dict, memory: dict) -> dict:
 
 
 def synthesize_layer(
-    spec: NativeMvauSpec, *, cache_dir: str | Path | None = None, use_cache: bool = True, timeout: float | None = None
+    spec: NativeMvauSpec,
+    *,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    timeout: float | None = None,
+    unit: str = "mvau",
 ) -> dict:
     """Yosys cost of one layer (cached as plain JSON under ``cache_dir``, default
     `brevitas_minifloat.hw.cache.default_cache_dir`). Returns ``lut``, ``ff``, ``bram`` (RAMB18),
@@ -112,8 +149,8 @@ def synthesize_layer(
     reason = yosys_missing()
     if reason:
         raise RuntimeError(reason)
-    rtl = _compute_rtl(spec)
-    key = _cache_key(rtl)
+    rtl = _compute_rtl(spec, unit)
+    key = _cache_key(rtl, unit)
     stored = _cache(cache_dir).get(key, _cache_name(key)) if use_cache else None
     if stored is not None:
         return {**stored, "cached": True}
@@ -125,7 +162,7 @@ def synthesize_layer(
         raise RuntimeError(f"no LUT count known for Yosys LUTRAM cells {unknown}")
     compute = {"lut": cells["LUT"] + lutram, "ff": cells["FF"], "dsp": cells["DSP"], "carry": cells["CARRY"],
                "muxf": cells["MUXF"], "lutram_luts": lutram, "bram18": cells["BRAM18"]}
-    memory = weight_memory(spec)
+    memory = weight_memory(spec, unit=unit)
     result = {**_total(compute, memory), "compute": compute, "weights": memory, "cells": raw["cells"],
               "cpu_seconds": raw["cpu_seconds"]}
     result["bram"] += compute["bram18"]
@@ -135,8 +172,9 @@ def synthesize_layer(
 
 
 # ------------------------------------------------------------------------------ the fitted model
-def features(spec: NativeMvauSpec) -> dict[str, float]:
-    """Structural sizes of the compute the model is linear in (names match ``cost_fit``):
+def features(spec: NativeMvauSpec, unit: str = "mvau") -> dict[str, float]:
+    """Structural sizes of the compute the model is linear in (names match ``cost_fit``); a depthwise
+    layer (``unit="vvau"``) has the same datapath with ``PE * SIMD`` input lanes and no replay buffer:
 
     - ``mul``: lanes x significand bits of both operands (the array multipliers; magnitudes without
       the sign bit in the shift architecture's sign-magnitude lanes);
@@ -144,8 +182,10 @@ def features(spec: NativeMvauSpec) -> dict[str, float]:
     - ``add``: lanes x lane-sum bits (the adder tree);
     - ``acc``: PE x accumulator bits (accumulators, their restart, the result registers);
     - ``queue``: PE x output bits x queue depth (the output queue and its read multiplexer);
-    - ``input``: SIMD x stream element bits (ordinal decode, activation register, replay buffer);
+    - ``input``: input lanes (MVAU ``SIMD``, VVAU ``PE * SIMD``) x stream element bits (ordinal decode,
+      activation register, the MVAU's replay buffer);
     - ``const``: control."""
+    _check_unit(unit)
     mac = layer_mac(spec)
     lanes = spec.pe * spec.simd
     sig = {}
@@ -162,9 +202,20 @@ def features(spec: NativeMvauSpec) -> dict[str, float]:
         "add": lanes * mac.dot_bits,
         "acc": spec.pe * mac.acc_bits,
         "queue": spec.pe * spec.acc_bits * output_queue_depth(spec.input_beats),
-        "input": spec.simd * spec.input_bits,
+        "input": (lanes if unit == "vvau" else spec.simd) * spec.input_bits,
         "const": 1.0,
     }
+
+
+def fitted_coefficients(unit: str = "mvau") -> dict:
+    """The fitted model of ``unit``: `finn_transforms.native.cost_fit` (dense layers) or
+    `finn_transforms.native.cost_fit_vvau` (depthwise layers, fitted to synthesized VVAUs)."""
+    _check_unit(unit)
+    if unit == "vvau":
+        from finn_transforms.native.cost_fit_vvau import COEFFICIENTS
+    else:
+        from finn_transforms.native.cost_fit import COEFFICIENTS
+    return COEFFICIENTS
 
 
 def cost_model_id() -> str:
@@ -172,30 +223,32 @@ def cost_model_id() -> str:
     the OrdinalLUT table count's, `finn_transforms.native.decode_cost`), for cache keys of results that
     contain native LUT/FF numbers (e.g. the DSE's hardware jobs)."""
     from brevitas_minifloat.hw.rtl import GENERATOR_VERSION
-    from finn_transforms.native.cost_fit import COEFFICIENTS
     from finn_transforms.native.decode_cost_fit import COEFFICIENTS as DECODE_COEFFICIENTS
 
-    blob = f"{GENERATOR_VERSION}:{sorted((k, sorted(v.items())) for k, v in COEFFICIENTS.items())}"
+    blob = f"{GENERATOR_VERSION}"
+    for unit in UNITS:
+        blob += f":{unit}:{sorted((k, sorted(v.items())) for k, v in fitted_coefficients(unit).items())}"
     blob += f":decode {sorted(DECODE_COEFFICIENTS.items())}"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def model_cost(spec: NativeMvauSpec, coefficients: dict | None = None) -> dict:
-    """The fitted model's ``lut`` / ``ff`` of the compute plus the counted weight memory."""
+def model_cost(spec: NativeMvauSpec, coefficients: dict | None = None, unit: str = "mvau") -> dict:
+    """The fitted model's ``lut`` / ``ff`` of the compute plus the counted weight memory (``coefficients``:
+    another fit of the same features, default `fitted_coefficients` of ``unit``)."""
     if coefficients is None:
-        from finn_transforms.native.cost_fit import COEFFICIENTS as coefficients
-    f = features(spec)
+        coefficients = fitted_coefficients(unit)
+    f = features(spec, unit)
     compute = {kind: sum(coefficients[kind].get(name, 0.0) * v for name, v in f.items()) for kind in ("lut", "ff")}
     compute["dsp"] = 0
-    return _total({k: round(v) for k, v in compute.items()}, weight_memory(spec))
+    return _total({k: round(v) for k, v in compute.items()}, weight_memory(spec, unit=unit))
 
 
-def fit(specs: list[NativeMvauSpec], measured: list[dict]) -> dict:
+def fit(specs: list[NativeMvauSpec], measured: list[dict], unit: str = "mvau") -> dict:
     """Non-negative least squares of each compute resource (``lut``, ``ff``) on `features`."""
     from scipy.optimize import nnls
 
-    names = list(features(specs[0]))
-    x = np.array([[features(s)[n] for n in names] for s in specs], dtype=float)
+    names = list(features(specs[0], unit))
+    x = np.array([[features(s, unit)[n] for n in names] for s in specs], dtype=float)
     out = {}
     for kind in ("lut", "ff"):
         y = np.array([m["compute"][kind] for m in measured], dtype=float)
@@ -206,20 +259,23 @@ def fit(specs: list[NativeMvauSpec], measured: list[dict]) -> dict:
     return out
 
 
-def native_layer_cost(spec: NativeMvauSpec, *, cache_dir: str | Path | None = None, synthesize: bool = False) -> dict:
-    """``dict(lut=, ff=, bram=, dsp=, source=)`` of one native layer: the fitted model
-    (``source="model"``; no tool needed, microseconds, the same on every machine), or with
-    ``synthesize=True`` Yosys' synthesis of this exact layer (``source="synthesis"``, JSON-cached under
-    ``cache_dir``)."""
+def native_layer_cost(
+    spec: NativeMvauSpec, *, cache_dir: str | Path | None = None, synthesize: bool = False, unit: str = "mvau"
+) -> dict:
+    """``dict(lut=, ff=, bram=, dsp=, source=)`` of one native layer (``unit``: ``"mvau"`` or the
+    depthwise ``"vvau"``): the fitted model (``source="model"``; no tool needed, microseconds, the
+    same on every machine), or with ``synthesize=True`` Yosys' synthesis of this exact layer
+    (``source="synthesis"``, JSON-cached under ``cache_dir``)."""
     if not isinstance(spec, NativeMvauSpec):
         raise ValueError(f"spec must be a NativeMvauSpec, got {type(spec).__name__}")
+    _check_unit(unit)
     if synthesize:
-        found = synthesize_layer(spec, cache_dir=cache_dir)
+        found = synthesize_layer(spec, cache_dir=cache_dir, unit=unit)
         return {k: found[k] for k in ("lut", "ff", "bram", "dsp")} | {"source": "synthesis"}
-    return dict(_model_lookup(spec))
+    return dict(_model_lookup(spec, unit))
 
 
 @lru_cache(maxsize=4096)
-def _model_lookup(spec: NativeMvauSpec) -> tuple:
+def _model_lookup(spec: NativeMvauSpec, unit: str) -> tuple:
     """The model's cost, memoised: FINN's folding calls the estimates many times per layer."""
-    return tuple((model_cost(spec) | {"source": "model"}).items())
+    return tuple((model_cost(spec, unit=unit) | {"source": "model"}).items())

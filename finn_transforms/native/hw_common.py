@@ -4,7 +4,7 @@ and FINN's ``_rtl`` specialization / registration of our ops.
 `NativeUnit` is mixed in before FINN's ``MVAU`` (`finn_transforms.native.hw_op.MVAU_minifloat`) and
 ``VVAU`` (`finn_transforms.native.vvau.VVAU_minifloat`): weight codes of a fixed width (nothing to
 minimize), the exact accumulator of these weights (`accumulator_range`), resource estimates from the
-layer's `NativeMvauSpec` (`finn_transforms.native.cost.native_layer_cost`). `rtl_variant` makes the
+layer's `NativeMvauSpec` and generator (`finn_transforms.native.cost.native_layer_cost`). `rtl_variant` makes the
 ``<op>_rtl`` class FINN's ``SpecializeLayers`` looks up (same Python execution; FINN's IP flow
 refused, our HDL comes from `finn_transforms.native.rtl`), `register_hw_ops` registers both.
 """
@@ -56,7 +56,10 @@ def store_output(context: dict, node, y: np.ndarray) -> None:
 class NativeUnit:
     """Mixin of the native weight layers (module docstring). Each layer provides ``spec(acc_bits)``
     (``-1``: the ``accDataType``'s width; ``None``: exact for any weights) and ``weight_codes(model)``
-    (``(mh, mw)`` codes of its weight initializer)."""
+    (``(mh, mw)`` codes of its weight initializer); ``cost_unit`` names its generator for the cost
+    (`finn_transforms.native.cost.UNITS`)."""
+
+    cost_unit = "mvau"
 
     def get_nodeattr_types(self):
         attrs = super().get_nodeattr_types()
@@ -87,16 +90,16 @@ class NativeUnit:
         return super().get_hw_compatible_weight_tensor(np.asarray(orig_weight_matrix, dtype=np.int64))
 
     def lut_estimation(self, fpgapart):
-        return native_layer_cost(self.spec())["lut"]
+        return native_layer_cost(self.spec(), unit=self.cost_unit)["lut"]
 
     def bram_estimation(self, fpgapart):
-        return native_layer_cost(self.spec())["bram"]
+        return native_layer_cost(self.spec(), unit=self.cost_unit)["bram"]
 
     def uram_estimation(self, fpgapart):
         return 0
 
     def dsp_estimation(self, fpgapart):
-        return native_layer_cost(self.spec())["dsp"]
+        return native_layer_cost(self.spec(), unit=self.cost_unit)["dsp"]
 
     def verify_node(self):
         messages = super().verify_node()

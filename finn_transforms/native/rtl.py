@@ -17,6 +17,10 @@ TDATA widths padded to whole bytes; element ``i`` of a beat at bits ``[i*W +: W]
   is only issued when the queue is sure to have room, so back-pressure never loses a result.
 
 Latency: a result leaves the queue 3 cycles after the last beat of its fold was accepted.
+
+`finn_transforms.native.vvau_rtl.NativeVvauRtl` (the depthwise ``VVAU_minifloat``) is this layer
+with its input hooks changed: ``PE * SIMD`` distinct inputs per beat (`lanes`, `_pe_codes`) and no
+input replay (`replay`); header, ROMs, ordinal decode, counters, MAC units and output queue are shared.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from brevitas_minifloat.formats import MinifloatFormat
 from brevitas_minifloat.hw.operands import code_bits, code_value, is_minifloat
 from brevitas_minifloat.hw.rtl import ARCHS, MacUnit, accumulator_bits, format_tag, write_verilog
 from finn_transforms.native.hdl import generated_header, rom_module, stream_bits, stream_module, ubits
-from finn_transforms.native.spec import NativeMvauSpec, ordinal_bits
+from finn_transforms.native.spec import NativeMvauSpec, ordinal_bits, reference_mvau
 
 PIPELINE = 3
 """Cycles from accepting a fold's last input beat to its result entering the output queue
@@ -127,6 +131,9 @@ class NativeMvauRtl:
     `finn_transforms.native.cost` counts the weight memory separately, as FINN does).
     """
 
+    #: The default top module name, formatted with the spec's fields and the formats' ``tags``.
+    TOP = "native_mvau_{tags}_mw{mw}_mh{mh}_pe{pe}_simd{simd}"
+
     def __init__(
         self,
         spec: NativeMvauSpec,
@@ -147,13 +154,24 @@ class NativeMvauRtl:
         self.blackbox_roms = blackbox_roms
         w, a = spec.weight_format, spec.input_format
         if top is None:
-            top = f"native_mvau_{format_tag(w)}_x_{format_tag(a)}_mw{spec.mw}_mh{spec.mh}_pe{spec.pe}_simd{spec.simd}"
+            top = self.TOP.format(tags=f"{format_tag(w)}_x_{format_tag(a)}", mw=spec.mw, mh=spec.mh, pe=spec.pe,
+                                  simd=spec.simd)
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
             raise ValueError(f"top must be a Verilog identifier, got {top!r}")
         self.top = top
         self.mac = layer_mac(spec, arch, top=f"{top}_mac")
 
-    # ---- geometry
+    # ---- geometry (the hooks `NativeVvauRtl` changes: lanes, replay, _pe_codes, _describe)
+    @property
+    def lanes(self) -> int:
+        """Stream elements per input beat: ``SIMD``, broadcast to every PE."""
+        return self.spec.simd
+
+    @property
+    def replay(self) -> bool:
+        """Whether folds ``1 .. NF-1`` replay the buffered vector (an MVAU with ``NF > 1``)."""
+        return self.nf > 1
+
     @property
     def sf(self) -> int:
         return self.spec.input_beats
@@ -164,8 +182,8 @@ class NativeMvauRtl:
 
     @property
     def input_width(self) -> int:
-        """``in0_V_TDATA`` bits (``SIMD`` elements, padded to bytes)."""
-        return stream_bits(self.spec.simd * self.spec.input_bits)
+        """``in0_V_TDATA`` bits (`lanes` elements, padded to bytes)."""
+        return stream_bits(self.lanes * self.spec.input_bits)
 
     @property
     def output_width(self) -> int:
@@ -192,6 +210,21 @@ class NativeMvauRtl:
                 words.append(sum(int(c) << (i * wb) for i, c in enumerate(lanes)))
         return words
 
+    # ---- the stream
+    def input_stream(self, inputs) -> tuple[int, np.ndarray]:
+        """``(batch, beats)``: input vectors ``(batch, mw)`` of stream elements as ``in0_V`` beats
+        ``(batch * SF, lanes)`` (beat ``j`` of a vector holds its elements ``j*SIMD ..``)."""
+        s = self.spec
+        x = np.atleast_2d(np.asarray(inputs))
+        if x.ndim != 2 or x.shape[1] != s.mw or x.shape[0] == 0:
+            raise ValueError(f"inputs must be a non-empty (batch, mw = {s.mw}) array of stream elements, got {x.shape}")
+        s.input_embedded(x)  # range check with a clear error
+        return x.shape[0], x.reshape(-1, s.simd)
+
+    def reference(self, inputs) -> np.ndarray:
+        """The exact ``(batch, mh)`` outputs of these inputs (`reference_mvau`)."""
+        return reference_mvau(self.spec, self.weight_codes, inputs)
+
     # ---- Verilog
     @cached_property
     def verilog(self) -> str:
@@ -206,15 +239,21 @@ class NativeMvauRtl:
         """Write ``<top>.v`` into ``directory`` and return its path."""
         return write_verilog(self.top, self.verilog, directory)
 
+    def _describe(self) -> tuple[str, str]:
+        """The header's layer line and what one pass of ``NF * SF`` cycles computes."""
+        s = self.spec
+        return f"Native MVAU {self.top}: y = W x, W {s.mh} x {s.mw} {s.weight_format.name} codes,", "vector"
+
     def _header(self) -> str:
         s = self.spec
         inp = "ordinals" if is_minifloat(s.input_format) else "integers"
+        layer, per = self._describe()
         return generated_header(
             "finn_transforms.native.rtl",
             [
-                f"Native MVAU {self.top}: y = W x, W {s.mh} x {s.mw} {s.weight_format.name} codes,",
+                layer,
                 f"  x {s.input_format.name} {inp} ({s.input_bits} bits), PE {s.pe}, SIMD {s.simd}:"
-                f" NF {self.nf} x SF {self.sf} = {self.expected_cycles} cycles per vector.",
+                f" NF {self.nf} x SF {self.sf} = {self.expected_cycles} cycles per {per}.",
                 f"Output: exact dot products in units of delta_w * delta_a, {s.acc_bits}-bit two's complement.",
             ],
         )
@@ -230,10 +269,12 @@ class NativeMvauRtl:
         sf, nf, words = self.sf, self.nf, self.sf * self.nf
         decl, reset, step = [], [], []
 
-        def counter(name: str, n: int, what: str) -> None:
+        def counter(name: str, n: int, what: str, first: bool = True) -> None:
             b = ubits(n - 1)
-            decl.extend([f"reg  [{b - 1}:0] {name};  // {what}", f"wire {name}_first = {name} == {b}'d0;",
-                         f"wire {name}_last = {name} == {b}'d{n - 1};"])
+            decl.append(f"reg  [{b - 1}:0] {name};  // {what}")
+            if first:
+                decl.append(f"wire {name}_first = {name} == {b}'d0;")
+            decl.append(f"wire {name}_last = {name} == {b}'d{n - 1};")
             reset.append(f"{name} <= {b}'d0;")
             step.append(f"{name} <= {name}_last ? {b}'d0 : {name} + {b}'d1;")
 
@@ -241,12 +282,13 @@ class NativeMvauRtl:
             counter("sf", sf, "input beat within the vector")
         else:
             decl += ["wire sf_first = 1'b1;  // SF = 1: every beat is a whole vector", "wire sf_last = 1'b1;"]
-        if nf > 1:
-            counter("nf", nf, "output fold")
+        if self.replay or (nf > 1 and sf == 1):  # the fold count drives the replay or the ROM address
+            counter("nf", nf, "output fold", first=self.replay)
             step[-1] = f"if (sf_last) {step[-1]}"
+        if self.replay:
             decl.append("wire from_stream = nf_first;  // fold 0 reads in0")
         else:
-            decl += ["wire from_stream = 1'b1;  // NF = 1: no replay"]
+            decl += ["wire from_stream = 1'b1;  // " + ("NF = 1: no replay" if nf == 1 else "no replay: every beat from in0")]
         if words > 1:
             b = ubits(words - 1)
             if sf == 1 or nf == 1:
@@ -254,7 +296,8 @@ class NativeMvauRtl:
             else:
                 decl.append(f"reg  [{b - 1}:0] waddr;  // weight ROM word nf * SF + sf")
                 reset.append(f"waddr <= {b}'d0;")
-                step.append(f"waddr <= (sf_last && nf_last) ? {b}'d0 : waddr + {b}'d1;")
+                wrap = "sf_last && nf_last" if self.replay else f"waddr == {b}'d{words - 1}"
+                step.append(f"waddr <= ({wrap}) ? {b}'d0 : waddr + {b}'d1;")
         if not reset:
             return decl, []
         return decl, [
@@ -267,9 +310,16 @@ class NativeMvauRtl:
             "end",
         ]
 
+    def _pe_codes(self, pe: int, code_bits: int) -> str:
+        """Verilog expression of PE ``pe``'s ``SIMD`` input codes: every PE sees the whole beat."""
+        return "a_codes"
+
+    def _lanes_name(self) -> str:
+        return "SIMD"
+
     def _top_module(self) -> str:
         s, mac = self.spec, self.mac
-        iw, ow = s.simd * s.input_bits, s.pe * s.acc_bits
+        iw, ow = self.lanes * s.input_bits, s.pe * s.acc_bits
         iwa, owa = self.input_width, self.output_width
         cb = code_bits(s.input_format)
         depth = self.queue_depth
@@ -288,7 +338,7 @@ class NativeMvauRtl:
             "assign in0_V_TREADY = room && from_stream;",
         ]
         body += update
-        if self.nf > 1:
+        if self.replay:
             index = "[sf]" if self.sf > 1 else ""
             size = f" [0:{self.sf - 1}]" if self.sf > 1 else ""
             body += [
@@ -316,29 +366,33 @@ class NativeMvauRtl:
         ]
         if is_minifloat(s.input_format):
             body += [
-                f"wire [{s.simd * cb - 1}:0] a_codes;",
+                f"wire [{self.lanes * cb - 1}:0] a_codes;",
                 "genvar l;",
                 "generate",
-                f"    for (l = 0; l < {s.simd}; l = l + 1) begin : lane",
+                f"    for (l = 0; l < {self.lanes}; l = l + 1) begin : lane",
                 f"        {self.top}_ord2code u_ord2code (.ord(a1[l*{s.input_bits} +: {s.input_bits}]),"
                 f" .code(a_codes[l*{cb} +: {cb}]));",
                 "    end",
                 "endgenerate",
             ]
         else:
-            body.append(f"wire [{s.simd * cb - 1}:0] a_codes = a1;  // {s.input_format.name}: the integer is the code")
+            body.append(f"wire [{self.lanes * cb - 1}:0] a_codes = a1;  // {s.input_format.name}: the integer is the code")
         # ---- PEs
         body += ["", "// ---- stage 2-3: one MAC unit per PE"]
         wbits = s.simd * s.weight_bits
         addr = ", .addr(waddr)" if self.sf * self.nf > 1 else ""
         results = []
         for pe in range(s.pe):
+            codes = self._pe_codes(pe, cb)
+            if codes != "a_codes":
+                body.append(f"wire [{s.simd * cb - 1}:0] pe{pe}_codes = {codes};  // lanes s * PE + {pe}")
+                codes = f"pe{pe}_codes"
             body += [
                 f"wire [{wbits - 1}:0] w{pe};",
                 f"wire signed [{mac.acc_bits - 1}:0] acc{pe};",
                 f"{self.top}_wrom{pe} u_wrom{pe} (.clk(ap_clk), .en(issue){addr}, .q(w{pe}));",
                 f"{mac.top} u_mac{pe} (.clk(ap_clk), .rst(rst), .in_valid(v1), .in_first(f1), .w(w{pe}),"
-                f" .a(a_codes), .acc(acc{pe}));",
+                f" .a({codes}), .acc(acc{pe}));",
             ]
             ext = s.acc_bits - mac.acc_bits
             results.append(f"{{{{{ext}{{acc{pe}[{mac.acc_bits - 1}]}}}}, acc{pe}}}" if ext else f"acc{pe}")
@@ -374,7 +428,7 @@ class NativeMvauRtl:
         return stream_module(
             self.top,
             iwa,
-            f"SIMD x {s.input_bits}-bit {s.input_format.name} {inp}",
+            f"{self._lanes_name()} x {s.input_bits}-bit {s.input_format.name} {inp}",
             owa,
             f"PE x {s.acc_bits}-bit dot products",
             body,

@@ -1,16 +1,19 @@
 """Execute a FINN HW graph with its native layers simulated as RTL: ``verify``'s ``rtl`` stage.
 
 The graph runs in the exact HW executor (`finn_transforms.exact.execute_exact_hw`: integers of any
-width for FINN's own layers, no float32), except that every ``MVAU_minifloat`` node's dot products
-come from simulating its generated Verilog (`finn_transforms.native.sim.execute_native_layer_rtl`,
-compiled once per layer and process) and every ``OrdinalLUT`` node's decoded integers from its
+width for FINN's own layers, no float32), except that every ``MVAU_minifloat`` and depthwise
+``VVAU_minifloat`` node's dot products come from simulating its generated Verilog
+(`finn_transforms.native.sim.execute_native_layer_rtl`, `NativeMvauRtl` / `NativeVvauRtl`, compiled
+once per layer and process; the VVAU is fed FINN's hardware VVAU stream of its windows) and every
+``OrdinalLUT`` node's decoded integers from its
 (`finn_transforms.native.decode_rtl.execute_ordinal_lut_rtl`). Native layers are thus checked layer
 by layer inside an exact chain: each one consumes what the previous layers computed and its RTL
 outputs feed the next ones. The simulated cycles of each native layer are recorded beside FINN's
-expected count for the same vectors (MVAU: ``NF * SF`` per vector; OrdinalLUT: ``NumChannels / PE``).
+expected count for the same vectors (MVAU: ``NF * SF`` per vector; VVAU: per output pixel;
+OrdinalLUT: ``NumChannels / PE``).
 
-Native layers without RTL (`WITHOUT_RTL`: the depthwise ``VVAU_minifloat``, docs/design.md) run
-their exact implementation instead, and are listed by name in ``RtlExecution.not_simulated``
+Native layers without RTL (`WITHOUT_RTL`, empty now that every native layer has a generator) would
+run their exact implementation instead, listed by name in ``RtlExecution.not_simulated``
 (``verify`` reports them beside the ``rtl`` stage): never silently.
 """
 
@@ -25,10 +28,12 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from finn_transforms.exact import Exact, execute_exact_hw
 from finn_transforms.exact.hw_executor import _inst, hw_op_registry
-from finn_transforms.exact.native_ops import native_mvau, ordinal_decode
+from finn_transforms.exact.native_ops import native_mvau, native_vvau, ordinal_decode
 from finn_transforms.native.decode_rtl import execute_ordinal_lut_rtl
+from finn_transforms.native.rtl import NativeMvauRtl
 from finn_transforms.native.sim import execute_native_layer_rtl
 from finn_transforms.native.spec import NativeMvauSpec
+from finn_transforms.native.vvau_rtl import NativeVvauRtl
 
 __all__ = ["WITHOUT_RTL", "RtlExecution", "execute_build_rtl", "execute_rtl"]
 
@@ -43,8 +48,8 @@ class RtlExecution:
     not_simulated: set[str] = field(default_factory=set)  # native layers without RTL, executed exactly
 
 
-#: Generic op types of native layers that have no RTL generator (yet).
-WITHOUT_RTL = ("VVAU_minifloat",)
+#: Generic op types of native layers that have no RTL generator (none: a new native layer without one goes here).
+WITHOUT_RTL: tuple[str, ...] = ()
 
 
 def execute_rtl(
@@ -54,9 +59,9 @@ def execute_rtl(
     (``cache``: as for `execute_exact_hw`, per model)."""
     log: dict[str, tuple[int, int]] = {}
 
-    def simulate(name: str):
+    def simulate(name: str, generator: type[NativeMvauRtl]):
         def layer(spec: NativeMvauSpec, codes: np.ndarray, x: np.ndarray) -> np.ndarray:
-            y, cycles = execute_native_layer_rtl(spec, codes, x)
+            y, cycles = execute_native_layer_rtl(spec, codes, x, layer=generator)
             simulated, expected = log.get(name, (0, 0))
             log[name] = (simulated + cycles, expected + len(x) * spec.output_beats * spec.input_beats)
             return y
@@ -64,7 +69,10 @@ def execute_rtl(
         return layer
 
     def rtl_mvau(ins, ctx):
-        return native_mvau(simulate(ctx.node.name))(ins, ctx)
+        return native_mvau(simulate(ctx.node.name, NativeMvauRtl))(ins, ctx)
+
+    def rtl_vvau(ins, ctx):
+        return native_vvau(simulate(ctx.node.name, NativeVvauRtl))(ins, ctx)
 
     def rtl_decode(fmt, ctx, ordinals: np.ndarray) -> np.ndarray:
         pe = _inst(ctx)[0].get_nodeattr("PE")
@@ -87,7 +95,7 @@ def execute_rtl(
 
     import finn_transforms.exact.native_ops  # noqa: F401  (registers the exact native ops)
 
-    ops = {"MVAU_minifloat": rtl_mvau, "OrdinalLUT": ordinal_decode(rtl_decode)}
+    ops = {"MVAU_minifloat": rtl_mvau, "VVAU_minifloat": rtl_vvau, "OrdinalLUT": ordinal_decode(rtl_decode)}
     ops |= {op: exact_instead(op) for op in WITHOUT_RTL}
     outputs = execute_exact_hw(model, inputs, cache=cache, ops=ops)
     return RtlExecution(outputs, log, not_simulated)

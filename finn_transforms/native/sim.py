@@ -1,14 +1,15 @@
-"""Simulate native layers' RTL with Icarus Verilog or Verilator; the MVAU checked against `reference_mvau`.
+"""Simulate native layers' RTL with Icarus Verilog or Verilator, checked against the layer's exact
+reference (MVAU: `NativeMvauRtl`, `reference_mvau`; depthwise VVAU: `NativeVvauRtl`, `reference_vvau`).
 
 `stream` runs any generated layer on FINN's stream interface (`finn_transforms.native.hdl`); the
-MVAU's `simulate_layer` / `verify_layer` / `execute_native_layer_rtl` fold its vectors into beats
-and back (the ``OrdinalLUT``'s are in `finn_transforms.native.decode_rtl`).
+weight layers' `simulate_layer` / `verify_layer` / `execute_native_layer_rtl` fold their inputs into
+beats (the layer's ``input_stream``) and back (the ``OrdinalLUT``'s are in `finn_transforms.native.decode_rtl`).
 
 The testbench streams the input beats into ``in0_V`` and collects ``out0_V`` beats, with
 optional random back-pressure on both sides (TVALID dropped / TREADY dropped with probability
 ``stall``, AXI-stream rules kept: a presented beat stays until accepted). It counts the cycles from
 the first accepted input beat to the last accepted output beat, reported beside the layer's
-expected count (MVAU: ``batch * NF * SF``).
+expected count (``batch * NF * SF``: vectors of an MVAU, output pixels of a VVAU).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 
 from brevitas_minifloat.hw.sim import lint_missing, simulator_missing
 from finn_transforms.native.rtl import NativeMvauRtl
-from finn_transforms.native.spec import NativeMvauSpec, reference_mvau
+from finn_transforms.native.spec import NativeMvauSpec
 
 
 class StreamLayer(Protocol):
@@ -222,14 +223,11 @@ def simulate_layer(
     simulator: str = "icarus",
     workdir: str | Path | None = None,
 ) -> RtlRun:
-    """Stream ``inputs`` (``(batch, mw)`` stream elements) through the layer's RTL in ``simulator``."""
+    """Stream ``inputs`` through the layer's RTL in ``simulator``: ``(batch, mw)`` stream elements for
+    an MVAU, windows ``(batch, K, C)`` for a VVAU (the layer's ``input_stream``)."""
     s = rtl.spec
-    x = np.atleast_2d(np.asarray(inputs))
-    if x.ndim != 2 or x.shape[1] != s.mw or x.shape[0] == 0:
-        raise ValueError(f"inputs must be a non-empty (batch, mw = {s.mw}) array of stream elements, got {x.shape}")
-    s.input_embedded(x)  # range check with a clear error
-    batch = x.shape[0]
-    beats = [pack(v[j * s.simd : (j + 1) * s.simd], s.input_bits) for v in x for j in range(s.input_beats)]
+    batch, lanes = rtl.input_stream(inputs)
+    beats = [pack(beat, s.input_bits) for beat in lanes]
     words, cycles, seconds = stream(rtl, beats, batch * s.output_beats, batch * rtl.expected_cycles,
                                     stall=stall, seed=seed, simulator=simulator, workdir=workdir)
     out = np.empty((batch, s.mh), dtype=object)
@@ -239,9 +237,10 @@ def simulate_layer(
 
 
 def verify_layer(rtl: NativeMvauRtl, inputs, **kwargs) -> RtlRun:
-    """`simulate_layer` and compare every output with `reference_mvau`; raise on the first mismatch."""
+    """`simulate_layer` and compare every output with the layer's exact ``reference``; raise on the
+    first mismatch."""
     run = simulate_layer(rtl, inputs, **kwargs)
-    assert_outputs_equal(rtl.top, run.outputs, reference_mvau(rtl.spec, rtl.weight_codes, inputs),
+    assert_outputs_equal(rtl.top, run.outputs, rtl.reference(inputs),
                          lambda b, r: f"vector {b} output {r}", "reference")
     return run
 
@@ -270,17 +269,19 @@ def simulator_for(work: int) -> str:
 
 
 def choose_simulator(rtl: NativeMvauRtl, batch: int) -> str:
-    """`simulator_for` a batch of ``batch`` vectors through this MVAU layer."""
+    """`simulator_for` a batch of ``batch`` vectors (MVAU) or pixels (VVAU) through this layer."""
     return simulator_for(batch * rtl.expected_cycles * rtl.spec.pe * rtl.spec.simd)
 
 
 def execute_native_layer_rtl(
-    spec: NativeMvauSpec, weight_codes, inputs, *, simulator: str = "auto"
+    spec: NativeMvauSpec, weight_codes, inputs, *, simulator: str = "auto", layer: type[NativeMvauRtl] = NativeMvauRtl
 ) -> tuple[np.ndarray, int]:
     """Outputs ``(batch, mh)`` (Python ints, units of ``delta_w * delta_a``) of a native layer by RTL
     simulation, and the simulated cycles (no back-pressure); for the verify chain's ``rtl`` stage.
-    The outputs are the simulator's, not the reference's: compare them with `reference_mvau`."""
-    rtl = NativeMvauRtl(spec, weight_codes)
+    ``layer``: the generator (`NativeMvauRtl`, or `finn_transforms.native.vvau_rtl.NativeVvauRtl` with
+    windows ``(batch, K, C)`` as inputs). The outputs are the simulator's, not the reference's:
+    compare them with the layer's ``reference``."""
+    rtl = layer(spec, weight_codes)
     if simulator == "auto":
         simulator = choose_simulator(rtl, np.atleast_2d(np.asarray(inputs)).shape[0])
     run = simulate_layer(rtl, inputs, simulator=simulator)

@@ -16,7 +16,8 @@ Stream encoding (FINN's MVAU conventions, so FINN's data-layout and folding pass
   ``pe`` elements (element ``p`` of beat ``n`` is output ``n * pe + p``), FINN's MVAU order.
 
 ``reference_mvau`` is the exact oracle (Python integers) both the Python execution and the RTL
-simulation are checked against.
+simulation are checked against; ``reference_vvau`` that of the depthwise layer (`finn_transforms.native.vvau`),
+which is described by the same spec with ``mw = K`` kernel elements and ``mh`` channels.
 """
 
 from __future__ import annotations
@@ -130,6 +131,16 @@ def reference_mvau(spec: NativeMvauSpec, weight_codes, inputs) -> np.ndarray:
     if x.shape[-1] != spec.mw:
         raise ValueError(f"inputs must have mw = {spec.mw} elements in the last axis, got {x.shape}")
     return check_accumulator(spec, x @ w.T)
+
+
+def reference_vvau(spec: NativeMvauSpec, weight_codes, windows) -> np.ndarray:
+    """Exact ``(batch, mh)`` depthwise dot products (Python ints): channel ``c`` of window ``b`` is
+    ``sum_k W[c, k] * windows[b, k, c]``, windows ``(batch, mw = K, mh = channels)`` of stream elements."""
+    w = spec.weight_embedded(weight_codes)
+    x = spec.input_embedded(np.asarray(windows))
+    if x.ndim != 3 or x.shape[1:] != (spec.mw, spec.mh):
+        raise ValueError(f"windows must have shape (batch, K = {spec.mw}, channels = {spec.mh}), got {x.shape}")
+    return check_accumulator(spec, (x * w.T).sum(axis=1))
 
 
 def check_accumulator(spec: NativeMvauSpec, y: np.ndarray) -> np.ndarray:

@@ -13,11 +13,15 @@ simd=SIMD)``: weight ``(mh, mw)`` row ``c`` holds channel ``c``'s kernel.
 - output: the exact per-channel dot products in units of ``delta_w * delta_a``, ``INT<acc bits>``,
   NHWC (``noActivation`` only: the next thresholds are FINN's standalone Thresholding).
 
-Resource estimates: no VVAU RTL is generated (the native MVAU generator's schedule broadcasts one
-SIMD input to every PE and replays it across output folds; a VVAU streams ``PE * SIMD`` distinct
-inputs per beat and never replays). The estimate is `native_layer_cost` of the MVAU with the same
-arithmetic and memory (``PE * SIMD`` MACs of these formats, ``PE`` accumulators, a ``K * C /
-(PE * SIMD)``-deep weight ROM), an approximation stated in docs/native_minifloat.md.
+RTL: `finn_transforms.native.vvau_rtl.NativeVvauRtl` (the native MVAU generator's layer with FINN's
+VVAU stream: ``PE * SIMD`` distinct inputs per beat, no replay). It consumes the stream FINN's VVAU
+consumes in hardware, the order of FINN's VVAU input with ``pe = PE`` (`depthwise_windows`): the
+built graph's Python execution of the sliding window (im2col order, ``pe = Channels``, `window_pe`)
+is untangled to windows first (`windows`), as FINN's own execution does. Resource estimates
+(``cost_unit = "vvau"``): `native_layer_cost` of this RTL, the model fitted to synthesized depthwise
+layers (`finn_transforms.native.cost_fit_vvau`; never the local synthesis cache, as for the MVAU),
+its weight memory counted as FINN's VVAU counts it (docs/native_layer_cost.md states the model's
+held-out error).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 
 from brevitas_minifloat.hw.operands import as_operand
 from finn_transforms.native.hw_common import NativeUnit, register_hw_ops, rtl_variant, store_output
-from finn_transforms.native.spec import NativeMvauSpec, check_accumulator
+from finn_transforms.native.spec import NativeMvauSpec, reference_vvau
 
 from finn.custom_op.fpgadataflow.vectorvectoractivation import VVAU
 
@@ -54,6 +58,8 @@ def depthwise_windows(x: np.ndarray, kernel_elems: int, channels: int, pe: int) 
 class VVAU_minifloat(NativeUnit, VVAU):  # noqa: N801 - qonnx names the op type after the class
     """Native minifloat depthwise unit (see the module docstring for the stream contract)."""
 
+    cost_unit = "vvau"
+
     @property
     def kernel_elems(self) -> int:
         k_h, k_w = self.get_nodeattr("Kernel")
@@ -79,14 +85,18 @@ class VVAU_minifloat(NativeUnit, VVAU):  # noqa: N801 - qonnx names the op type 
     def weight_codes(self, model) -> np.ndarray:
         return self.codes_of(model.get_initializer(self.onnx_node.input[1]))
 
+    def windows(self, x: np.ndarray, producer_op_type: str | None) -> np.ndarray:
+        """Windows ``(N, H, W, K, Channels)`` of FINN-layout inputs ``x`` (interleaving by `window_pe`)."""
+        channels = self.get_nodeattr("Channels")
+        pe = window_pe(producer_op_type, channels, self.get_nodeattr("PE"))
+        return depthwise_windows(np.asarray(x).astype(np.int64), self.kernel_elems, channels, pe)
+
     def exact_output(self, x: np.ndarray, weights: np.ndarray, producer_op_type: str | None) -> np.ndarray:
         """Exact ``(N, H, W, Channels)`` outputs (Python ints) of FINN-layout inputs ``x``."""
         spec = self.spec()
-        pe = window_pe(producer_op_type, spec.mh, self.get_nodeattr("PE"))
-        win = depthwise_windows(np.asarray(x).astype(np.int64), spec.mw, spec.mh, pe)
-        emb_w = spec.weight_embedded(self.codes_of(weights))  # (C, K)
-        emb_x = spec.input_embedded(win)  # (N, H, W, K, C)
-        return check_accumulator(spec, (emb_x * emb_w.T).sum(axis=-2))
+        win = self.windows(x, producer_op_type)
+        y = reference_vvau(spec, self.codes_of(weights), win.reshape((-1,) + win.shape[-2:]))
+        return y.reshape(win.shape[:-2] + (spec.mh,))
 
     def execute_node(self, context, graph):
         node = self.onnx_node
@@ -96,7 +106,7 @@ class VVAU_minifloat(NativeUnit, VVAU):  # noqa: N801 - qonnx names the op type 
 
 
 VVAU_minifloat_rtl = rtl_variant(
-    VVAU_minifloat, "no HDL is generated for VVAU_minifloat (native depthwise layers have a Python execution and a cost "
-    "estimate only; see docs/native_minifloat.md)"
+    VVAU_minifloat,
+    "FINN's IP generation does not cover VVAU_minifloat; generate its Verilog with finn_transforms.native.vvau_rtl",
 )
 register_hw_ops(VVAU_minifloat, VVAU_minifloat_rtl)
