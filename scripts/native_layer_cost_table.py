@@ -1,9 +1,10 @@
 """Regenerate docs/native_layer_cost.md and finn_transforms/native/cost_fit.py.
 
 1. Synthesizes (Yosys, `finn_transforms.native.cost.synthesize_layer`, JSON-cached) a training set
-   of native layers (format pairs x foldings) and fits the cost model (`cost.fit`), written to
-   ``finn_transforms/native/cost_fit.py`` with its error on held-out layers (pairs and foldings not
-   in the training set, and the larger comparison layers).
+   of native layers (format pairs x foldings), chooses the model's features by cross-validation on
+   it (`select_features`) and fits the cost model (`cost.fit`), written to
+   ``finn_transforms/native/cost_fit.py`` with its LUT and FF error on held-out layers (format pairs
+   and foldings not in the training set, and the comparison layers).
 2. For the comparison layers (INT4, INT8 and E2M1 .. E5M2 at equal weight/input format, same
    folding) it reports synthesized LUT / FF / BRAM18 / DSP, the fitted model's LUTs, FINN+'s MVAU
    estimate of the integer-embedding layer FINN would build otherwise, and cycles simulated in
@@ -43,11 +44,15 @@ from finn_transforms.native.spec import NativeMvauSpec  # noqa: E402
 
 TRAIN_PAIRS = [("INT4", "INT4"), ("INT8", "INT8"), ("E2M1", "E2M1"), ("E2M3", "E2M3"), ("E3M2", "E3M2"),
                ("E4M3", "E4M3"), ("E5M2", "E5M2"), ("E3M0", "E3M0"), ("E4M3", "INT8"), ("E2M1", "UINT4"),
-               ("E4M3", "E2M1")]
-TRAIN_FOLDINGS = [(32, 8, 1, 1), (64, 16, 2, 4), (16, 16, 4, 1), (24, 6, 3, 8)]  # (MW, MH, PE, SIMD)
-HELD_OUT = [(w, a, 48, 12, 3, 2) for w, a in [("E2M2", "E2M2"), ("E3M1", "E3M1"), ("E4M3_FN", "E4M3_FN"),
-                                              ("E5M2", "E4M3"), ("INT6", "INT6"), ("E3M2", "INT8")]]
-HELD_OUT += [(w, a, 128, 8, 1, 8) for w, a in [("E4M3", "E4M3"), ("INT8", "INT8"), ("E2M1", "E2M1")]]
+               ("E4M3", "E2M1"), ("E3M2", "E2M1"), ("INT4", "UINT4")]
+TRAIN_FOLDINGS = [(32, 8, 1, 1), (64, 16, 2, 4), (16, 16, 4, 1), (24, 6, 3, 8), (64, 8, 1, 8), (32, 16, 8, 2)]
+# (MW, MH, PE, SIMD)
+UNSEEN_PAIRS = [("E2M2", "E2M2"), ("E3M1", "E3M1"), ("E4M3_FN", "E4M3_FN"), ("E5M2", "E4M3"), ("INT6", "INT6"),
+                ("E3M2", "INT8")]
+# held out: unseen pairs at a training folding and at an unseen one; trained pairs at unseen foldings
+HELD_OUT = [(w, a, 64, 16, 2, 4) for w, a in UNSEEN_PAIRS] + [(w, a, 48, 12, 3, 2) for w, a in UNSEEN_PAIRS]
+HELD_OUT += [(w, a, *f) for f in [(128, 8, 1, 8), (64, 16, 8, 4)] for w, a in [("E4M3", "E4M3"), ("INT8", "INT8"),
+                                                                            ("E2M1", "E2M1")]]
 TABLE_PAIRS = [("INT4", "INT4"), ("INT8", "INT8"), ("E2M1", "E2M1"), ("E2M3", "E2M3"), ("E3M2", "E3M2"),
                ("E4M3", "E4M3"), ("E5M2", "E5M2")]
 TABLE_FOLDINGS = [(64, 64, 4, 4), (64, 16, 1, 1)]
@@ -71,8 +76,51 @@ def synthesize_all(specs: list[NativeMvauSpec], workers: int, unit: str = "mvau"
         return list(pool.map(lambda s: cost.synthesize_layer(s, unit=unit), specs))
 
 
-def pct_errors(specs, measured, coefficients, unit: str = "mvau") -> list[float]:
-    return [100 * (cost.model_cost(s, coefficients, unit)["lut"] - m["lut"]) / m["lut"] for s, m in zip(specs, measured)]
+def pct_errors(specs, measured, coefficients, kind: str = "lut", unit: str = "mvau") -> list[float]:
+    return [100 * (cost.model_cost(s, coefficients, unit)[kind] - m[kind]) / m[kind] for s, m in zip(specs, measured)]
+
+
+def pair_of(spec: NativeMvauSpec) -> tuple:
+    return spec.weight_format.name, spec.input_format.name
+
+
+def folding_of(spec: NativeMvauSpec) -> tuple:
+    return spec.mw, spec.mh, spec.pe, spec.simd
+
+
+def cross_validated(specs, measured, names: list[str], kind: str, group) -> list[float]:
+    """Percent errors of ``kind`` on each group of training layers (one format pair, or one folding)
+    by the model fitted to the other groups on ``names``."""
+    errors = []
+    for key in dict.fromkeys(map(group, specs)):
+        rest = [i for i, s in enumerate(specs) if group(s) != key]
+        coefficients = cost.fit([specs[i] for i in rest], [measured[i] for i in rest], names)
+        mine = [i for i, s in enumerate(specs) if group(s) == key]
+        errors += pct_errors([specs[i] for i in mine], [measured[i] for i in mine], coefficients, kind)
+    return errors
+
+
+def cv_score(specs, measured, names: list[str], kind: str) -> float:
+    """Mean absolute error, averaged over leave-one-pair-out and leave-one-folding-out."""
+    return float(np.mean([np.mean(np.abs(cross_validated(specs, measured, names, kind, g))) for g in (pair_of, folding_of)]))
+
+
+def select_features(specs, measured, kind: str) -> tuple[list[str], float]:
+    """Backward elimination on the training layers only (held-out layers never choose): repeatedly
+    drop the feature whose removal lowers `cv_score` most, while it does not rise."""
+    names = list(cost.features(specs[0]))
+    best = cv_score(specs, measured, names, kind)
+    while len(names) > 1:
+        score, drop = min((cv_score(specs, measured, [n for n in names if n != d], kind), d) for d in names)
+        if score > best:
+            break
+        best, names = score, [n for n in names if n != drop]
+    return names, best
+
+
+def error_summary(errors: list[float]) -> dict:
+    e = np.abs(errors)
+    return {"mean_abs": round(float(e.mean()), 2), "max_abs": round(float(e.max()), 2), "layers": len(errors)}
 
 
 def finn_embedding_estimate(spec: NativeMvauSpec) -> dict:
@@ -120,7 +168,8 @@ def vvau_section(workers: int, fit_out: Path) -> list[str]:
     errors = held_err[len(grid) :]
     summary = {"mean_abs": round(float(np.mean(np.abs(held_err))), 2), "max_abs": round(float(np.max(np.abs(held_err))), 2),
                "layers": len(held_err)}
-    write_fit(fit_out, coefficients, summary, len(train), kind="depthwise (VVAU) layers", unit="vvau")
+    write_fit(fit_out, coefficients, {"lut": summary}, len(train), kind="depthwise (VVAU) layers", unit="vvau",
+              held_what="each folding predicted by the fit of the other foldings")
     out = [
         VVAU_START,
         "## Depthwise layers (VVAU)",
@@ -177,19 +226,21 @@ def replace_section(text: str, section: list[str]) -> str:
 
 
 def write_fit(path: Path, coefficients: dict, held: dict, n_train: int, kind: str = "native layers",
-              unit: str = "mvau") -> None:
+              unit: str = "mvau", held_what: str = "unseen format pairs, unseen foldings") -> None:
     features = "`finn_transforms.native.cost.features`" + ("" if unit == "mvau" else f' (unit="{unit}")')
+    selected = ", features chosen by cross-validation on those layers" if unit == "mvau" else ""
     lines = [
         f'"""Fitted cost model of {kind}. Generated by scripts/native_layer_cost_table.py: do not edit.',
         "",
         f"Compute LUT / FF = sum of coefficient x {features}, non-negative least",
-        f"squares on {n_train} Yosys-synthesized layers ({yosys_version()}).",
+        f"squares (relative residuals) on {n_train} Yosys-synthesized layers ({yosys_version()}){selected}.",
         '"""',
         "",
         f"COEFFICIENTS = {coefficients!r}",
         "",
-        f"HELD_OUT_LUT_ERROR_PCT = {held!r}",
-        '"""Model LUT error on held-out layers, percent of the synthesized LUTs."""',
+        f"HELD_OUT_ERROR_PCT = {held!r}",
+        f'"""Model error on held-out layers ({held_what}), percent of the synthesized',
+        'LUT / FF (total: compute + counted weight memory)."""',
         "",
     ]
     path.write_text("\n".join(lines))
@@ -219,11 +270,17 @@ def main() -> None:
     table = specs_of([(w, a, *f) for f in TABLE_FOLDINGS for w, a in TABLE_PAIRS])
     measured = synthesize_all(train + held + table, args.workers)
     m_train, m_held, m_table = measured[: len(train)], measured[len(train) : len(train) + len(held)], measured[len(train) + len(held) :]
-    coefficients = cost.fit(train, m_train)
-    err_train = pct_errors(train, m_train, coefficients)
-    err_held = pct_errors(held + table, m_held + m_table, coefficients)
-    summary = {"mean_abs": round(float(np.mean(np.abs(err_held))), 2), "max_abs": round(float(np.max(np.abs(err_held))), 2),
-               "layers": len(err_held)}
+    chosen = {kind: select_features(train, m_train, kind) for kind in ("lut", "ff")}
+    coefficients = {kind: cost.fit(train, m_train, names)[kind] for kind, (names, _) in chosen.items()}
+    cv = {kind: {g.__name__: error_summary(cross_validated(train, m_train, names, kind, g)) for g in (pair_of, folding_of)}
+          for kind, (names, _) in chosen.items()}
+    held_all, m_held_all = held + table, m_held + m_table
+    groups = {"unseen pairs": [pair_of(s) not in TRAIN_PAIRS for s in held_all]}
+    groups["unseen foldings"] = [not x for x in groups["unseen pairs"]]
+    errors = {kind: pct_errors(held_all, m_held_all, coefficients, kind) for kind in ("lut", "ff")}
+    summary = {kind: {"all": error_summary(e)} | {g: error_summary([x for x, keep in zip(e, mask) if keep])
+                                                   for g, mask in groups.items()} for kind, e in errors.items()}
+    err_train = {kind: pct_errors(train, m_train, coefficients, kind) for kind in ("lut", "ff")}
     write_fit(Path(args.fit_out), coefficients, summary, len(train))
     cpu = sum(m["cpu_seconds"] for m in measured)
     cpu_now = sum(m["cpu_seconds"] for m in measured if not m["cached"])
@@ -267,27 +324,49 @@ def main() -> None:
             f"E2M1 / INT4: {lut[('E2M1', 'E2M1')] / lut[('INT4', 'INT4')]:.2f}.",
             "",
         ]
+    def stated(x: dict) -> str:
+        return f"mean **{x['mean_abs']:.1f} %**, max **{x['max_abs']:.1f} %** ({x['layers']} layers)"
+
     out += [
         "## Cost model",
         "",
-        "`native_layer_cost(spec)` (the native ops' `*_estimation`, FINN's reports and folding) returns",
-        "this linear model of the compute (coefficients x `cost.features`: multiplier, shifter, adder tree,",
-        "accumulator, output queue and input sizes; non-negative least squares) plus the counted weight memory.",
-        f"Fitted on {len(train)} synthesized layers ({len(TRAIN_PAIRS)} format pairs x {len(TRAIN_FOLDINGS)} foldings):",
-        f"training LUT error mean {np.mean(np.abs(err_train)):.1f} %, max {np.max(np.abs(err_train)):.1f} %.",
-        f"Held out ({summary['layers']} layers: unseen pairs, unseen foldings, and the comparison layers above):",
-        f"mean absolute LUT error **{summary['mean_abs']:.1f} %**, max **{summary['max_abs']:.1f} %**.",
+        "`native_layer_cost(spec)` (the native ops' `*_estimation`: FINN's estimate reports, `target_fps`",
+        "folding, the DSE) returns this linear model of the compute plus the counted weight memory; it never",
+        "reads the synthesis cache, so every machine reports the same numbers. Compute LUT / FF =",
+        "coefficients x `cost.features`, structural sizes of the generated datapath (multiplier, shifter,",
+        "negation, weight and input decode, lane adder, accumulator, replay buffer, counters); non-negative",
+        "least squares of each layer's error relative to its size. Which features the model uses is chosen on",
+        "the training layers only, by backward elimination on the cross-validated error (mean of",
+        "leave-one-format-pair-out and leave-one-folding-out); held-out layers never fit or choose anything.",
+        f"Training set: {len(train)} synthesized layers ({len(TRAIN_PAIRS)} format pairs x {len(TRAIN_FOLDINGS)} foldings"
+        f" (MW, MH, PE, SIMD) {', '.join(str(f) for f in TRAIN_FOLDINGS)}).",
         "",
-        "| held-out layer | synthesized LUT | model LUT | error |",
-        "| --- | --- | --- | --- |",
+        "| | LUT | FF |",
+        "| --- | --- | --- |",
+        f"| features chosen | {', '.join(coefficients['lut'])} | {', '.join(coefficients['ff'])} |",
+        f"| training error | {stated(error_summary(err_train['lut']))} | {stated(error_summary(err_train['ff']))} |",
+        f"| cross-validated, leave one pair out | {stated(cv['lut']['pair_of'])} | {stated(cv['ff']['pair_of'])} |",
+        f"| cross-validated, leave one folding out | {stated(cv['lut']['folding_of'])} | {stated(cv['ff']['folding_of'])} |",
+        f"| **held out, unseen format pairs** | {stated(summary['lut']['unseen pairs'])} | {stated(summary['ff']['unseen pairs'])} |",
+        f"| **held out, unseen foldings** (trained pairs) | {stated(summary['lut']['unseen foldings'])} |"
+        f" {stated(summary['ff']['unseen foldings'])} |",
+        f"| **held out, all** | {stated(summary['lut']['all'])} | {stated(summary['ff']['all'])} |",
+        "",
+        f"Unseen pairs: {', '.join(f'{w} x {a}' for w, a in UNSEEN_PAIRS)}, at a training folding and at an unseen one.",
+        "Unseen foldings: trained pairs at foldings not in the training set, incl. the comparison layers above.",
+        "",
+        "| held-out layer | synthesized LUT | model LUT | error | synthesized FF | model FF | error |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for s, m, e in zip(held + table, m_held + m_table, err_held):
+    for s, m, e, f in zip(held_all, m_held_all, errors["lut"], errors["ff"]):
+        model = cost.model_cost(s, coefficients)
         out.append(f"| {s.weight_format.name} x {s.input_format.name} MW={s.mw} MH={s.mh} PE={s.pe} SIMD={s.simd} |"
-                   f" {m['lut']} | {cost.model_cost(s, coefficients)['lut']} | {fmt_pct(e)} |")
+                   f" {m['lut']} | {model['lut']} | {fmt_pct(e)} | {m['ff']} | {model['ff']} | {fmt_pct(f)} |")
     out += [
         "",
-        "Coefficients (LUT per unit of each feature): "
-        + ", ".join(f"{k} {v:.3g}" for k, v in coefficients["lut"].items()) + ".",
+        "Coefficients per unit of each feature: LUT "
+        + ", ".join(f"{k} {v:.3g}" for k, v in coefficients["lut"].items()) + "; FF "
+        + ", ".join(f"{k} {v:.3g}" for k, v in coefficients["ff"].items()) + ".",
         "",
         f"Yosys CPU time of the {len(measured)} syntheses behind this document: {cpu:.0f} s ({cpu_now:.0f} s of them in"
         f" this run, the rest read from the JSON cache); this run took {time.perf_counter() - t0:.0f} s.",

@@ -9,8 +9,10 @@ for INT4 / INT8 (FINN's flow), at one fixed folding (every layer fully folded, P
 at one ``target_fps``. Per build: thresholds per channel of the widest activation layer, weight
 bits (code or integer width), FINN's LUT / BRAM / DSP estimates (for native layers the op's
 ``*_estimation`` methods, and beside them FINN's own MVAU LUT model evaluated on the same node), the
-estimated cycles of the slowest layer, and for native builds the slowest native layer's cycles for
-one frame both from ``get_exp_cycles()`` and simulated in its RTL. Refusals are rows too.
+estimated cycles of the slowest layer, and for native builds the Yosys synthesis of every native
+MVAU layer (``native_layer_cost(spec, synthesize=True)``, JSON-cached) beside our model's estimate of
+the same layers, and the slowest native layer's cycles for one frame both from ``get_exp_cycles()``
+and simulated in its RTL. Refusals are rows too.
 
     python scripts/native_minifloat_table.py [--out docs/native_minifloat.md] [--models mlp,cnn]
                                              [--formats INT4,E4M3] [--target-fps 10000] [--json out.json]
@@ -34,10 +36,12 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from brevitas_minifloat import export_qonnx
+from brevitas_minifloat.hw.cost import yosys_missing
 from brevitas_minifloat.hw.operands import is_minifloat
 from brevitas_minifloat.zoo import calibrate, cnv_cnn, tfc_mlp
 from finn_transforms.build import FinnBuildError, build_estimates
 from finn_transforms.finn_defaults import DEFAULT_FPGA_PART
+from finn_transforms.native.cost import native_layer_cost
 from finn_transforms.native.sim import execute_native_layer_rtl
 from finn_transforms.steps import make_step_lower_minifloat
 from finn_transforms.transformation import LoweringError
@@ -80,8 +84,20 @@ def _layer_facts(hw_graph: Path) -> dict:
     facts = {"thresholds": thresholds, "weight_bits": weight_bits, "mvau_types": sorted(kinds),
              "finn_mvau_lut": round(finn_lut)}
     if native:
+        facts.update(_synthesized(native))
         facts.update(_simulated_cycles(max(native, key=lambda inst: inst.get_exp_cycles()), model))
     return facts
+
+
+def _synthesized(native: list) -> dict:
+    """LUT / FF / BRAM18 / DSP of the native MVAU layers from Yosys (each layer synthesized, cached),
+    and our model's LUT estimate of the same layers (what the build reports for them)."""
+    specs = [inst.spec() for inst in native]
+    facts = {"native_model_lut": sum(native_layer_cost(spec)["lut"] for spec in specs)}
+    if yosys_missing():
+        return facts
+    costs = [native_layer_cost(spec, synthesize=True) for spec in specs]
+    return facts | {"native_synth": {k: sum(c[k] for c in costs) for k in ("lut", "ff", "bram", "dsp")}}
 
 
 def _simulated_cycles(inst, model: ModelWrapper) -> dict:
@@ -150,6 +166,14 @@ BEYOND_THESE_MODELS = [
 ]
 
 
+def _native_synth(row: dict) -> str:
+    if "native_model_lut" not in row:
+        return ""
+    synth = row.get("native_synth")
+    measured = "no yosys" if synth is None else " / ".join(str(synth[k]) for k in ("lut", "ff", "bram", "dsp"))
+    return f"{measured} ({row['native_model_lut']})"
+
+
 def _native_cycles(row: dict) -> str:
     if "native_cycles_sim" not in row:
         return ""
@@ -178,7 +202,11 @@ def render(rows: list[dict], target_fps: float, argv: str) -> str:
         "independent of any local synthesis cache; its error is stated in native_layer_cost.md). So the MVAU",
         "columns compare FINN's model of its MVAU with our synthesis-based model of ours; *FINN's model* beside",
         "it is FINN's own `MVAU_hls.lut_estimation` evaluated on the same nodes (for a native layer: as if its",
-        "weight codes and input ordinals were integers of that width, with its exact accumulator). They are split into the",
+        "weight codes and input ordinals were integers of that width, with its exact accumulator). *native MVAU",
+        "synthesized*: every native MVAU layer of the build synthesized by the project's Yosys flow",
+        "(`native_layer_cost(spec, synthesize=True)`: its compute, weights counted as FINN counts its MVAU's",
+        "weight memory; docs/native_layer_cost.md), summed, beside our model's LUT estimate of the same layers",
+        "(the native part of *MVAU LUT*). The LUT and MVAU LUT columns are split into the",
         "matrix-vector layers and the thresholding layers (FINN's `Thresholding_rtl` estimate counts the",
         "threshold memory of every channel, even when a per-tensor quantizer shares it: the 784-channel input",
         "quantizer dominates the MLP); *cycles*, the slowest layer's estimated cycles per frame. *native",
@@ -197,15 +225,16 @@ def render(rows: list[dict], target_fps: float, argv: str) -> str:
         for model_name in dict.fromkeys(r["model"] for r in rows):
             lines += [f"### {model_name.upper()}", "",
                       "| format | mapping | status | thresholds | w bits | LUT | MVAU LUT | MVAU LUT, FINN's model "
-                      "| thresholding LUT | BRAM18 | DSP | cycles | native cycles est. / sim. | layers |",
-                      "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+                      "| native MVAU synthesized LUT / FF / BRAM18 / DSP (model LUT) | thresholding LUT | BRAM18 | DSP "
+                      "| cycles | native cycles est. / sim. | layers |",
+                      "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
             for r in rows:
                 if r["model"] != model_name or r["target_fps"] != fps:
                     continue
                 status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('reason', '')}"
                 lines.append(
                     f"| {r['format']} | {r['mapping']} | {status} | {_cell(r, 'thresholds')} | {_cell(r, 'weight_bits')} | "
-                    f"{_cell(r, 'lut')} | {_cell(r, 'mvau_lut')} | {_cell(r, 'finn_mvau_lut')} | {_cell(r, 'thr_lut')} | "
+                    f"{_cell(r, 'lut')} | {_cell(r, 'mvau_lut')} | {_cell(r, 'finn_mvau_lut')} | {_native_synth(r)} | {_cell(r, 'thr_lut')} | "
                     f"{_cell(r, 'bram18')} | {_cell(r, 'dsp')} | {_cell(r, 'max_cycles')} | {_native_cycles(r)} | "
                     f"{', '.join(r.get('mvau_types', []))} |"
                 )

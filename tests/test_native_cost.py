@@ -96,18 +96,20 @@ def test_estimates_do_not_depend_on_the_synthesis_cache(tmp_path, monkeypatch):
 
 
 def test_fit_recovers_a_known_linear_cost():
-    """NNLS on `features` recovers coefficients that generated the data (no tools involved)."""
+    """NNLS on `features` recovers coefficients that generated the data, also restricted to some
+    features (no tools involved)."""
     specs = [NativeMvauSpec(w, a, mw, mh, pe, simd) for w, a in [("E4M3", "E4M3"), ("E2M1", "INT4"), ("INT8", "INT8"),
-                                                                ("E3M2", "E2M3"), ("E5M2", "E5M2")]
-             for mw, mh, pe, simd in [(32, 8, 1, 1), (64, 16, 2, 4), (16, 16, 4, 1), (24, 6, 3, 8)]]
-    truth = {"mul": 1.5, "shift": 0.25, "add": 0.8, "acc": 2.0, "queue": 0.5, "input": 3.0, "const": 40.0}
-    measured = [{"compute": {"lut": sum(truth[k] * v for k, v in cost.features(s).items()),
+                                                                ("E3M2", "E2M3"), ("E5M2", "E5M2"), ("E2M1", "UINT4")]
+             for mw, mh, pe, simd in [(32, 8, 1, 1), (64, 16, 2, 4), (16, 16, 4, 1), (24, 6, 3, 8), (64, 8, 1, 8)]]
+    truth = {"mul": 1.5, "shift_range": 3.0, "negate": 0.5, "adder": 0.8, "acc": 2.0, "input_decode": 3.0,
+             "control": 4.0, "const": 40.0}
+    measured = [{"compute": {"lut": sum(truth[k] * v for k, v in cost.features(s).items() if k in truth),
                              "ff": 2 * cost.features(s)["acc"]}} for s in specs]
-    fitted = cost.fit(specs, measured)
-    for k, v in truth.items():
-        assert fitted["lut"].get(k, 0.0) == pytest.approx(v, rel=1e-6, abs=1e-6)
-    for k in truth:
-        assert fitted["ff"].get(k, 0.0) == pytest.approx(2.0 if k == "acc" else 0.0, rel=1e-6, abs=1e-6)
+    for names in (None, list(truth)):
+        fitted = cost.fit(specs, measured, names)
+        for k in cost.features(specs[0]):
+            assert fitted["lut"].get(k, 0.0) == pytest.approx(truth.get(k, 0.0), rel=1e-6, abs=1e-6), k
+            assert fitted["ff"].get(k, 0.0) == pytest.approx(2.0 if k == "acc" else 0.0, rel=1e-6, abs=1e-6), k
 
 
 def test_model_is_used_without_tools(monkeypatch):
@@ -137,12 +139,18 @@ def test_features_follow_the_structure():
     base = cost.features(NativeMvauSpec("E4M3", "E4M3", 64, 16, 2, 4))
     wider = cost.features(NativeMvauSpec("E4M3", "E4M3", 64, 16, 4, 4))
     assert wider["mul"] == 2 * base["mul"] and wider["acc"] == 2 * base["acc"] and wider["input"] == base["input"]
+    assert base["shift_range"] == 8 * (2 * 14 + 1)  # E4M3: exponent shifts 0 .. 14 per operand
+    assert base["adder"] == 3 * base["dot_reg"]  # PE x (SIMD - 1) lane-sum adders vs PE lane-sum registers
     integer = cost.features(NativeMvauSpec("INT8", "INT8", 64, 16, 2, 4))
-    assert integer["shift"] == 0 and integer["mul"] == 8 * 8 * 8
+    assert integer["shift"] == integer["shift_range"] == integer["negate"] == integer["input_decode"] == 0
+    assert integer["mul"] == integer["mul_signed"] == 8 * 8 * 8
     m0 = cost.features(NativeMvauSpec("E3M0", "E3M0", 64, 16, 2, 4))
-    assert m0["mul"] == 8 * 1 * 1  # M0: 1-bit magnitudes (sign-magnitude lanes), the product is all shift
+    assert m0["mul"] == 8 * 1 * 1 and m0["mul_signed"] == 0  # M0: 1-bit magnitudes, the product is all shift
     mixed = cost.features(NativeMvauSpec("E4M3", "INT8", 64, 16, 2, 4))
-    assert mixed["mul"] == 8 * 5 * 8  # a lane with an integer operand multiplies signed significands
+    assert mixed["mul"] == mixed["mul_signed"] == 8 * 5 * 8  # a lane with an integer operand multiplies signed significands
+    assert mixed["shift_signed"] == mixed["shift_range"] == 8 * 15 and mixed["negate"] == 0
+    replayed = cost.features(NativeMvauSpec("E4M3", "E4M3", 256, 16, 2, 4))  # SF = 64: two LUTRAM words deep
+    assert replayed["replay"] == 2 * base["replay"] and cost.features(NativeMvauSpec("E4M3", "E4M3", 64, 2, 2, 4))["replay"] == 0
     assert np.isfinite(list(base.values())).all()
 
 

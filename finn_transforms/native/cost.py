@@ -32,7 +32,7 @@ import numpy as np
 from brevitas_minifloat.hw.cache import JsonCache, default_cache_dir
 from brevitas_minifloat.hw.cost import SYNTH_SCRIPT, summarize_cells, synthesize, yosys_missing, yosys_version
 from brevitas_minifloat.hw.operands import is_minifloat, signed_bits
-from finn_transforms.native.rtl import NativeMvauRtl, layer_mac, output_queue_depth
+from finn_transforms.native.rtl import NativeMvauRtl, layer_mac
 from finn_transforms.native.spec import NativeMvauSpec
 from finn_transforms.native.vvau_rtl import NativeVvauRtl
 
@@ -172,39 +172,80 @@ def synthesize_layer(
 
 
 # ------------------------------------------------------------------------------ the fitted model
-def features(spec: NativeMvauSpec, unit: str = "mvau") -> dict[str, float]:
-    """Structural sizes of the compute the model is linear in (names match ``cost_fit``); a depthwise
-    layer (``unit="vvau"``) has the same datapath with ``PE * SIMD`` input lanes and no replay buffer:
-
-    - ``mul``: lanes x significand bits of both operands (the array multipliers; magnitudes without
-      the sign bit in the shift architecture's sign-magnitude lanes);
-    - ``shift``: lanes x product bits x shift-amount bits (the barrel shifters; 0 for integers);
-    - ``add``: lanes x lane-sum bits (the adder tree);
-    - ``acc``: PE x accumulator bits (accumulators, their restart, the result registers);
-    - ``queue``: PE x output bits x queue depth (the output queue and its read multiplexer);
-    - ``input``: input lanes (MVAU ``SIMD``, VVAU ``PE * SIMD``) x stream element bits (ordinal decode,
-      activation register, the MVAU's replay buffer);
-    - ``const``: control."""
-    _check_unit(unit)
+def _multiplier_widths(spec: NativeMvauSpec) -> tuple[int, int]:
+    """Operand widths of a lane's multiplier: unsigned magnitudes (``M + 1`` bits) in the shift
+    architecture's sign-magnitude lanes, signed significands (``M + 2``) or the integer otherwise."""
     mac = layer_mac(spec)
-    lanes = spec.pe * spec.simd
-    sig = {}
-    shift_bits = 0
-    for side, fmt in (("w", spec.weight_format), ("a", spec.input_format)):
-        if is_minifloat(fmt):  # unsigned magnitudes in sign-magnitude lanes, else signed significands
-            sig[side] = fmt.mantissa_bits + (1 if mac.sign_magnitude else 2)
-            shift_bits += 2**fmt.exponent_bits - 2
+    widths = []
+    for fmt in (spec.weight_format, spec.input_format):
+        if is_minifloat(fmt):
+            widths.append(fmt.mantissa_bits + (1 if mac.sign_magnitude else 2))
         else:
-            sig[side] = signed_bits(fmt.integer_min, fmt.integer_max)
-    return {
-        "mul": lanes * sig["w"] * sig["a"],
-        "shift": lanes * mac.product_bits * (shift_bits.bit_length() if shift_bits else 0),
-        "add": lanes * mac.dot_bits,
+            widths.append(signed_bits(fmt.integer_min, fmt.integer_max))
+    return widths[0], widths[1]
+
+
+def features(spec: NativeMvauSpec, unit: str = "mvau") -> dict[str, float]:
+    """Candidate structural sizes of the layer (`_features`; the fitted model uses the ones its
+    coefficients name), memoised: FINN's folding asks for many estimates."""
+    _check_unit(unit)
+    return dict(_features(spec, unit))
+
+
+@lru_cache(maxsize=8192)
+def _features(spec: NativeMvauSpec, unit: str) -> tuple:
+    """Structural sizes of the layer the model is linear in (names match ``cost_fit``), read off the
+    generated datapath (`finn_transforms.native.rtl`, `brevitas_minifloat.hw.rtl.MacUnit`).
+    ``L = PE * SIMD`` lanes, each: decode the weight code, multiply significands, shift by the
+    exponent sum, negate (sign-magnitude lanes); per PE an adder over its SIMD lanes, the accumulator
+    and the output queue; per input lane the input decode and registers (MVAU: ``SIMD`` lanes shared
+    by the PEs; a depthwise layer, ``unit="vvau"``: ``PE * SIMD`` distinct inputs, no replay buffer).
+
+    - ``mul``: L x the multiplier's operand widths multiplied (array multiplier), ``mul_io``: L x
+      their sum (its partial-product rows and product bits), ``mul_signed``: ``mul`` of lanes that
+      multiply signed operands (integer or mixed lanes);
+    - ``shift``: L x shifted product bits x shift-amount bits (a barrel shifter), ``shift_range``:
+      L x the number of shift amounts (the decoded shift: where ABC flattens it), ``shift_signed``:
+      ``shift_range`` of lanes shifting a signed product (mixed lanes); 0 for integers;
+    - ``negate``: L x product bits in sign-magnitude lanes with a signed operand (ones' complement);
+    - ``weight_decode``: L x weight code bits of a minifloat (implicit one, exponent - 1);
+    - ``adder``: PE x (SIMD - 1) x lane-sum bits (the adder over the lanes), ``lane_sum``:
+      L x lane-sum bits (the sign extension and the +neg of every lane);
+    - ``acc``: PE x accumulator bits (the accumulator with its restart, the queue's word);
+    - ``dot_reg``: PE x lane-sum bits (the registered lane sum);
+    - ``input``: input lanes x stream element bits (activation register, ordinal decode),
+      ``input_decode``: input lanes x input code bits of a minifloat (its unpack);
+    - ``replay``: the replay buffer of a vector (NF > 1), SIMD x element bits x ceil(SF / 32)
+      (LUTRAM words of 32);
+    - ``control``: the fold counters' bits;
+    - ``const``: the rest of the control."""
+    mac = layer_mac(spec)
+    lanes, tree = spec.pe * spec.simd, spec.pe * (spec.simd - 1)
+    w_bits, a_bits = _multiplier_widths(spec)
+    max_shift = sum(2**f.exponent_bits - 2 for f in (spec.weight_format, spec.input_format) if is_minifloat(f))
+    negates = mac.sign_magnitude and (spec.weight_format.signed or spec.input_format.signed)
+    sf, nf = spec.input_beats, spec.output_beats
+    inputs = lanes if unit == "vvau" else spec.simd
+    stream = inputs * spec.input_bits
+    return tuple({
+        "mul": lanes * w_bits * a_bits,
+        "mul_io": lanes * (w_bits + a_bits),
+        "mul_signed": 0 if mac.sign_magnitude else lanes * w_bits * a_bits,
+        "shift_signed": 0 if mac.sign_magnitude or not max_shift else lanes * (max_shift + 1),
+        "shift": lanes * (mac.product_bits - 1) * max_shift.bit_length(),
+        "shift_range": lanes * (max_shift + 1) if max_shift else 0,
+        "negate": lanes * mac.product_bits if negates else 0,
+        "weight_decode": lanes * spec.weight_format.bit_width if is_minifloat(spec.weight_format) else 0,
+        "adder": tree * mac.dot_bits,
+        "lane_sum": lanes * mac.dot_bits,
         "acc": spec.pe * mac.acc_bits,
-        "queue": spec.pe * spec.acc_bits * output_queue_depth(spec.input_beats),
-        "input": (lanes if unit == "vvau" else spec.simd) * spec.input_bits,
+        "dot_reg": spec.pe * mac.dot_bits,
+        "input": stream,
+        "input_decode": inputs * spec.input_format.bit_width if is_minifloat(spec.input_format) else 0,
+        "replay": stream * math.ceil(sf / 32) if nf > 1 and unit == "mvau" else 0,
+        "control": sum(max(1, n.bit_length()) for n in (sf, nf, sf * nf)),
         "const": 1.0,
-    }
+    }.items())
 
 
 def fitted_coefficients(unit: str = "mvau") -> dict:
@@ -243,18 +284,22 @@ def model_cost(spec: NativeMvauSpec, coefficients: dict | None = None, unit: str
     return _total({k: round(v) for k, v in compute.items()}, weight_memory(spec, unit=unit))
 
 
-def fit(specs: list[NativeMvauSpec], measured: list[dict], unit: str = "mvau") -> dict:
-    """Non-negative least squares of each compute resource (``lut``, ``ff``) on `features`."""
+def fit(specs: list[NativeMvauSpec], measured: list[dict], names: list[str] | None = None, unit: str = "mvau") -> dict:
+    """Non-negative least squares of each compute resource (``lut``, ``ff``) on `features` (or the
+    ``names`` among them), each layer's residual relative to its total (compute + counted weight
+    memory): the model's error is judged in percent, so a 200-LUT layer weighs as much as a 5000-LUT one."""
     from scipy.optimize import nnls
 
-    names = list(features(specs[0], unit))
+    names = list(features(specs[0], unit)) if names is None else list(names)
     x = np.array([[features(s, unit)[n] for n in names] for s in specs], dtype=float)
     out = {}
     for kind in ("lut", "ff"):
         y = np.array([m["compute"][kind] for m in measured], dtype=float)
-        scale = np.abs(x).max(axis=0)
+        weight = 1.0 / (y + np.array([weight_memory(s, unit=unit)[kind] for s in specs], dtype=float))
+        xw = x * weight[:, None]
+        scale = np.abs(xw).max(axis=0)
         scale[scale == 0] = 1.0
-        coef, _ = nnls(x / scale, y)
+        coef, _ = nnls(xw / scale, y * weight)
         out[kind] = {n: float(c / s) for n, c, s in zip(names, coef, scale) if c}
     return out
 
