@@ -2,9 +2,9 @@
 
 For each MLPerf Tiny reference topology (`brevitas_minifloat.zoo`: ``resnet8``, ``ds_cnn``,
 ``mobilenet_v1``, ``fc_autoencoder``; untrained, power-of-two scales, calibrated on random data) and
-each format (one format for weights and activations; INT4, INT8, E2M1, E2M3, E3M2, and E4M3 with the
+each format (one format for weights and activations; INT4, INT8, E2M1, E2M3, E3M2, E4M3 with the
 default ``mapping="auto"`` (native layers where the embedding is refused, `finn_transforms.native`) and
-with ``mapping="embedding"``), this runs `finn_transforms.verify.verify` on two random inputs: export, our lowering,
+with ``mapping="embedding"``, and E5M2 with the default mapping), this runs `finn_transforms.verify.verify` on two random inputs: export, our lowering,
 FINN+'s estimate-only build with our default steps (topology check, residual / pooling / Conv1d
 streamlining) at one ``target_fps``, and the exactness chain torch == QONNX == lowered == streamlined
 == HW layers. A refusal (our lowering's or the topology check's) is a result, recorded with its reason.
@@ -58,6 +58,7 @@ FORMATS = [
     Format("E3M2", "E3M2", "E3M2"),
     Format("E4M3", "E4M3", "E4M3"),  # mapping="auto" (default): native layers where the embedding is refused
     Format("E4M3 mapping=embedding", "E4M3", "E4M3", {"mapping": "embedding"}),
+    Format("E5M2", "E5M2", "E5M2"),  # the default mapping builds it native (its embedding: INT34 weights)
 ]
 
 TOPOLOGIES = {
@@ -202,8 +203,12 @@ NOTES = [
     "  thresholds (255 for E4M3) with the decode to integers as a HW layer (`OrdinalLUT`).",
     "- \"N thresholds not exact\" (verify column): integer thresholds beyond 2^53 that no float64 holds (native",
     "  E4M3 accumulators reach 2^27 and a BatchNorm scale gives their thresholds that many significant bits:",
-    "  such thresholds are float64 tensors through the build; docs/design.md, Native minifloat layers). A build",
-    "  with them agrees with the exact model on the inputs verify tried (\"exact\") but not on every input.",
+    "  such thresholds are float64 tensors through the build, exact to 2^53; E5M2 accumulators reach 2^70, so",
+    "  many of its thresholds after native layers lie beyond 2^53; docs/design.md, Native minifloat layers). A",
+    "  build with them agrees with the exact model on the inputs verify tried (\"exact\") but not on every input.",
+    "- E5M2 pools: DS-CNN's 25x5 average pool over E5M2's 34-bit embedded integers needs integer thresholds",
+    "  up to 2^41, some with more than float32's 24 significant bits: that node's thresholds are float64 (exact",
+    "  to 2^53) from the lowering to the end of the build (they were refused naming the pool).",
     "- Integer formats: integer `Quant` activations (and every model's INT8 input quantizer) are lowered by",
     "  our `LowerIntegerActivations` with tie-exact thresholds (round half to even, as Brevitas and qonnx).",
     "  FINN's own conversion (`ConvertQONNXtoFINN`) puts the thresholds at the half-steps and rounds ties up:",
