@@ -96,7 +96,15 @@ def _synthesized(native: list) -> dict:
     facts = {"native_model_lut": sum(native_layer_cost(spec)["lut"] for spec in specs)}
     if yosys_missing():
         return facts
-    costs = [native_layer_cost(spec, synthesize=True) for spec in specs]
+    costs, failed = [], []
+    for inst, spec in zip(native, specs):
+        try:
+            costs.append(native_layer_cost(spec, synthesize=True))
+        except RuntimeError as err:  # a Yosys error: named in the table, not summed over
+            reason = next((line.strip() for line in str(err).splitlines() if "ERROR" in line), str(err).splitlines()[0])
+            failed.append(f"{inst.onnx_node.name}: {reason}")
+    if failed:
+        return facts | {"native_synth_failed": failed}
     return facts | {"native_synth": {k: sum(c[k] for c in costs) for k in ("lut", "ff", "bram", "dsp")}}
 
 
@@ -170,7 +178,10 @@ def _native_synth(row: dict) -> str:
     if "native_model_lut" not in row:
         return ""
     synth = row.get("native_synth")
-    measured = "no yosys" if synth is None else " / ".join(str(synth[k]) for k in ("lut", "ff", "bram", "dsp"))
+    if "native_synth_failed" in row:
+        measured = "Yosys failed on " + "; ".join(row["native_synth_failed"])
+    else:
+        measured = "no yosys" if synth is None else " / ".join(str(synth[k]) for k in ("lut", "ff", "bram", "dsp"))
     return f"{measured} ({row['native_model_lut']})"
 
 

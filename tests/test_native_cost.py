@@ -172,3 +172,14 @@ def test_the_hw_op_reports_the_native_cost():
     part = "xcvu9p-flgb2104-2-i"
     assert (op.lut_estimation(part), op.bram_estimation(part), op.dsp_estimation(part), op.uram_estimation(part)) == (
         want["lut"], want["bram"], 0, 0)
+
+
+@pytest.mark.needs_yosys
+def test_a_replay_buffer_yosys_cannot_map_is_named(tmp_path):
+    """Yosys 0.23 fails on LUTRAMs deeper than 256 words (a fully folded 784-input layer's replay
+    buffer): one clear error naming the layer and the cause, nothing cached."""
+    spec = NativeMvauSpec("E2M1", "E2M1", mw=512, mh=2, pe=1, simd=1)
+    with pytest.raises(RuntimeError, match=r"deeper than 256 words.*SF = 512"):
+        cost.synthesize_layer(spec, cache_dir=tmp_path)
+    assert not list(tmp_path.rglob("*.json"))
+    assert cost.native_layer_cost(spec)["source"] == "model"
