@@ -24,6 +24,7 @@ import datetime
 import platform
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,11 +135,16 @@ def render(result, rows: list[dict]) -> str:
               "| weights / activations | mapping | accuracy % [95% CI] | LUT |", "| --- | --- | --- | ---: |"]
     lines += [f"| {label(r)} | {r['mapping']} | {acc_ci(r)} | {r['finn_lut']:.0f} |" for r in front]
     if refused:
-        lines += ["", "Builds refused or failed (no row): " + "; ".join(
-            f"{label(r)} {r['mapping']} ({r['hw_status']}): {(r.get('hw_reason') or '').split(' Build log:')[0][:240]}" for r in refused) + "."]
+        lines += ["", "Builds refused or failed (no row):", ""] + [
+            f"- {label(r)} {r['mapping']} ({r['hw_status']}): {reason(r)}" for r in refused]
     lines += ["", "**Answer on our data** (whole design): " + answer(optimal, mini, ok, result, "finn_lut"),
               "", "Matrix-vector layers only: " + answer(optimal_mvau, mini, ok, result, "finn_mvau_lut"), END]
     return "\n".join(lines)
+
+
+def reason(row: dict) -> str:
+    """A refusal's message without FINN's build-log pointer, shortened at a word boundary."""
+    return textwrap.shorten((row.get("hw_reason") or "").split(" Build log:")[0], width=400, placeholder=" ...")
 
 
 def answer(optimal: list[dict], mini: list[dict], ok: list[dict], result, cost: str) -> str:
