@@ -113,18 +113,28 @@ def _compute_rtl(spec: NativeMvauSpec, unit: str) -> NativeMvauRtl:
     return UNITS[unit](spec, np.zeros((spec.mh, spec.mw), dtype=np.int64), blackbox_roms=True)
 
 
-def _cache_key(rtl: NativeMvauRtl, unit: str) -> dict:
+def synthesis_key(layer: dict, verilog: str) -> dict:
+    """Cache key of one native layer's synthesis: its description, its Verilog and the Yosys flow."""
     return {
-        "layer": describe(rtl.spec, unit),
-        "verilog_sha256": hashlib.sha256(rtl.verilog.encode()).hexdigest(),
+        "layer": layer,
+        "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest(),
         "family": FAMILY,
         "script": SYNTH_SCRIPT,
         "yosys": yosys_version(),
     }
 
 
+def layer_cache(folder: str, cache_dir: str | Path | None) -> JsonCache:
+    """The synthesis cache ``folder`` of native layers under ``cache_dir`` (default `default_cache_dir`)."""
+    return JsonCache(Path(cache_dir if cache_dir is not None else default_cache_dir()) / folder)
+
+
+def _cache_key(rtl: NativeMvauRtl, unit: str) -> dict:
+    return synthesis_key(describe(rtl.spec, unit), rtl.verilog)
+
+
 def _cache(cache_dir: str | Path | None) -> JsonCache:
-    return JsonCache(Path(cache_dir if cache_dir is not None else default_cache_dir()) / "native_layers")
+    return layer_cache("native_layers", cache_dir)
 
 
 def _cache_name(key: dict) -> str:

@@ -11,19 +11,17 @@ caches the result as plain JSON; ``ordinal_lut_cost(..., synthesize=True)`` asks
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 
 from brevitas_minifloat.formats import MinifloatFormat, as_format
-from brevitas_minifloat.hw.cache import JsonCache, default_cache_dir
-from brevitas_minifloat.hw.cost import SYNTH_SCRIPT, summarize_cells, synthesize, yosys_missing, yosys_version
+from brevitas_minifloat.hw.cache import JsonCache
+from brevitas_minifloat.hw.cost import summarize_cells, synthesize, yosys_missing
+from finn_transforms.native.cost import FAMILY, layer_cache, synthesis_key
 from finn_transforms.native.decode_rtl import OrdinalLutRtl
 from finn_transforms.native.spec import ordinal_embedded
 
 __all__ = ["CONTROL_LUTS", "LUT_FEATURES", "fit", "ordinal_lut_cost", "synthesize_ordinal_lut", "table_cost", "table_features"]
-
-FAMILY = "xcup"
 
 
 def _rtl(fmt: MinifloatFormat | str, pe: int) -> OrdinalLutRtl:
@@ -32,17 +30,11 @@ def _rtl(fmt: MinifloatFormat | str, pe: int) -> OrdinalLutRtl:
 
 
 def _cache_key(rtl: OrdinalLutRtl) -> dict:
-    return {
-        "layer": {"format": rtl.fmt.name, "pe": rtl.pe},
-        "verilog_sha256": hashlib.sha256(rtl.verilog.encode()).hexdigest(),
-        "family": FAMILY,
-        "script": SYNTH_SCRIPT,
-        "yosys": yosys_version(),
-    }
+    return synthesis_key({"format": rtl.fmt.name, "pe": rtl.pe}, rtl.verilog)
 
 
 def _cache(cache_dir: str | Path | None) -> JsonCache:
-    return JsonCache(Path(cache_dir if cache_dir is not None else default_cache_dir()) / "ordinal_luts")
+    return layer_cache("ordinal_luts", cache_dir)
 
 
 def synthesize_ordinal_lut(
