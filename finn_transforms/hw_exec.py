@@ -107,6 +107,7 @@ def execute_hw_graph(
     from qonnx.custom_op.registry import getCustomOp
 
     import finn_transforms.native.hw_op  # noqa: F401  (registers MVAU_minifloat with qonnx)
+    import finn_transforms.native.wide_thresholding  # noqa: F401  (registers WideThresholding with qonnx)
 
     model = to_generic_hw_graph(model)
     input_dict = _input_dict(model, inputs)

@@ -37,6 +37,7 @@ from finn_transforms.exact.reference import Context, OpFn, concat, evaluate, nod
 from finn_transforms.finn_defaults import HW_DOMAIN, is_hw_node
 from finn_transforms.exact.tensor import Exact, ExactError, bound, exact_matmul, int_binary
 from finn_transforms.exact.thresholding import count_reached, threshold_container
+from finn_transforms.wide_thresholds import exact_thresholds
 
 __all__ = ["execute_exact_hw", "generic_op_type", "hw_op_registry", "register_hw_op"]
 
@@ -211,9 +212,12 @@ def _vvau(ins, ctx):
 
 @register_hw_op("Thresholding")
 def _thresholding(ins, ctx):
+    """FINN's ``Thresholding``; with input 2 (a residual: ``WideThresholding``, registered in
+    `finn_transforms.exact.native_ops`) it compares with exact integers."""
     inst, _ = _inst(ctx)
     x = ins[0]
-    thr = np.sort(threshold_container(_const(ctx, 1)), axis=1)
+    residual = _const(ctx, 2) if len(ctx.node.input) > 2 else None
+    thr = np.sort(threshold_container(exact_thresholds(_const(ctx, 1), residual)), axis=1)
     groups = None
     if thr.shape[0] > 1:
         groups = np.broadcast_to(np.arange(thr.shape[0]), x.shape)

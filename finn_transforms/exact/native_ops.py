@@ -13,6 +13,8 @@
   (`reference_vvau`, Python integers), FINN's input interleaving decided by the producer's generic
   op type as for FINN's VVAU (`VVAU_minifloat.windows`); `native_vvau` builds it around another
   source of the dot products (the ``rtl`` stage: the layer's RTL simulation).
+- ``WideThresholding`` (HW graphs): FINN's ``Thresholding`` compared with the exact integer
+  thresholds ``int(hi) + residual`` (`finn_transforms.wide_thresholds`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from finn_transforms.exact.hw_executor import _check_acc, _const, _inst, _integers, register_hw_op, vvau_producer_type
+from finn_transforms.exact.hw_executor import _check_acc, _const, _inst, _integers, _thresholding, register_hw_op, vvau_producer_type
 from finn_transforms.exact.reference import Context, OpFn, register_op
 from finn_transforms.exact.tensor import Exact, exact_matmul
 from finn_transforms.native.spec import NativeMvauSpec, reference_vvau
@@ -58,6 +60,14 @@ def _table(fmt, ctx, ordinals: np.ndarray) -> np.ndarray:
 
 
 register_op("OrdinalDecode")(register_hw_op("OrdinalLUT")(ordinal_decode(_table)))
+
+
+@register_hw_op("WideThresholding")
+def wide_thresholding(ins, ctx):
+    """``WideThresholding``: FINN's ``Thresholding`` with exact integer thresholds (input 2: residual)."""
+    import finn_transforms.native.wide_thresholding  # noqa: F401  (registers the op class with qonnx)
+
+    return _thresholding(ins, ctx)
 
 
 def native_mvau(layer: Callable[[NativeMvauSpec, np.ndarray, np.ndarray], np.ndarray]) -> OpFn:

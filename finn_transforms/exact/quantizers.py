@@ -24,6 +24,7 @@ from brevitas_minifloat.qonnx_contract.int_quant import ROUNDING_MODES, int_quan
 from finn_transforms.exact.reference import Context, register_op
 from finn_transforms.exact.tensor import Exact, ExactError, fraction_gcd
 from finn_transforms.exact.thresholding import count_reached, float32_boundaries, group_index, threshold_container
+from finn_transforms.wide_thresholds import exact_thresholds
 
 
 def _params(ins: list, ctx: Context, indices: tuple[int, ...]) -> list[np.ndarray]:
@@ -142,8 +143,9 @@ def _multithreshold(ins, ctx):
     thresholds = ctx.const(1)
     if thresholds is None:
         raise ctx.fail("thresholds must be a constant initializer")
+    thresholds = exact_thresholds(thresholds, ctx.const(2))  # input 2: a residual (exact beyond 2^53)
     thresholds = np.sort(threshold_container(thresholds).reshape(thresholds.shape[0], -1), axis=1)
-    if np.any(np.isnan(thresholds)):
+    if thresholds.dtype != object and np.any(np.isnan(thresholds)):
         raise ctx.fail("NaN thresholds")
     layout = ctx.attr("data_layout", "") or _RANK_LAYOUT.get(x.ndim)
     cdim = layout.index("C") if layout and "C" in layout else 1

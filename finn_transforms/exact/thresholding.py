@@ -61,9 +61,10 @@ def float32_boundaries(code_fn: Callable[[np.ndarray], np.ndarray], targets: np.
 
 def threshold_container(thresholds) -> np.ndarray:
     """A threshold tensor as FINN holds it: float64 when stored as float64 (integer thresholds beyond
-    2^24 that no float32 holds, `finn_transforms.transformation.exact_absorbed_thresholds`), else float32."""
+    2^24 that no float32 holds, `finn_transforms.transformation.exact_absorbed_thresholds`), Python ints
+    when exact beyond 2^53 (`finn_transforms.wide_thresholds.join`), else float32."""
     arr = np.asarray(thresholds)
-    return arr if arr.dtype == np.float64 else arr.astype(np.float32)
+    return arr if arr.dtype in (np.float64, object) else arr.astype(np.float32)
 
 
 def group_index(shape: tuple[int, ...], params: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -89,7 +90,13 @@ def integer_boundaries(bounds: np.ndarray, scale: Fraction, lo: int, hi: int) ->
     """``ceil(T / scale)`` clipped into ``[lo, hi + 1]`` (same counts for values in ``[lo, hi]``),
     ``-inf -> lo``, ``+inf -> hi + 1``; int64 when ``lo``/``hi`` fit, else Python ints. Vectorised:
     a power-of-two scale is an exact float64 ``ldexp``; any other scale goes through exact integer
-    numerators (``T = n * s_T`` from `as_fraction_array`)."""
+    numerators (``T = n * s_T`` from `as_fraction_array`). Python-int bounds (exact thresholds beyond
+    2^53, `threshold_container`) are divided exactly."""
+    if np.asarray(bounds).dtype == object:
+        p, q = scale.numerator, scale.denominator  # ceil(T * q / p), p > 0
+        k = np.array([min(max(-((-int(v) * q) // p), lo), hi + 1) for v in np.asarray(bounds).flat], dtype=object)
+        k = k.reshape(np.shape(bounds))
+        return k.astype(np.int64) if max(abs(lo), abs(hi) + 1) < 2**62 else k
     t = np.asarray(bounds, dtype=np.float64)
     p, q = scale.numerator, scale.denominator
     shift = q.bit_length() - p.bit_length()
@@ -118,7 +125,7 @@ def count_reached(x: Exact, boundaries: np.ndarray, groups: np.ndarray | None = 
     boundaries = threshold_container(boundaries)
     if boundaries.ndim != 2:
         raise ExactError(f"boundaries must be (groups, count), got shape {boundaries.shape}")
-    if np.any(np.diff(boundaries.astype(np.float64), axis=1) < 0):
+    if np.any(boundaries[:, 1:] < boundaries[:, :-1]):
         raise ExactError("thresholds are not sorted along their last axis: a threshold count is not monotone")
     num = x.num
     if num.size == 0 or boundaries.shape[1] == 0:

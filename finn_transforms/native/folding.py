@@ -10,7 +10,7 @@ our layers as they were converted. This pass applies FINN's documented rules to 
   divisors of ``k_h * k_w``; the depthwise sliding window feeding it gets ``SIMD = PE`` (raised
   further while the window generator misses the target) and, for FINN's RTL generator,
   ``parallel_window`` when ``SIMD > 1``;
-- ``OrdinalLUT`` (FINN's elementwise rule): PE through the divisors of NumChannels.
+- ``OrdinalLUT`` and ``WideThresholding`` (FINN's elementwise rule): PE through the divisors of NumChannels.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from qonnx.transformation.base import Transformation
 MVAU_OP_TYPES = ("MVAU_minifloat", "MVAU_minifloat_rtl")
 VVAU_OP_TYPES = ("VVAU_minifloat", "VVAU_minifloat_rtl")
 LUT_OP_TYPES = ("OrdinalLUT", "OrdinalLUT_rtl")
+WIDE_THRESHOLD_OP_TYPES = ("WideThresholding", "WideThresholding_rtl")
 #: Native layers with an accumulator (FINN's bit-width steps size them).
 NATIVE_OP_TYPES = MVAU_OP_TYPES + VVAU_OP_TYPES
 
@@ -53,7 +54,7 @@ class SetNativeFolding(Transformation):
                 self._mvau(getCustomOp(node))
             elif node.op_type in VVAU_OP_TYPES:
                 self._vvau(model, node)
-            elif node.op_type in LUT_OP_TYPES:
+            elif node.op_type in LUT_OP_TYPES + WIDE_THRESHOLD_OP_TYPES:
                 op = getCustomOp(node)
                 self._raise(op, "PE", op.get_nodeattr("NumChannels"))
         return model, False

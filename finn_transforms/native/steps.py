@@ -1,7 +1,8 @@
 """FINN builder steps of the native minifloat flow (same names as the FINN steps they extend).
 
 ``step_convert_to_hw``: the conversion to native layers (`finn_transforms.native.conversion`),
-then FINN's conversion of the rest to HW layers. The conversion: decodes moved to their MatMuls
+then FINN's conversion of the rest to HW layers (a ``Thresholding`` whose thresholds carry a residual
+becomes ``WideThresholding``, `finn_transforms.native.wide_thresholding`). The conversion: decodes moved to their MatMuls
 (after FINN's streamlining, which the intermediate ``step_streamline`` model shows untouched and
 executable in float32), FINN's transpose clean-up
 re-run (a decode between two transposes, or a transpose and a flatten, kept them from merging), ``[OrdinalDecode ->] MatMul``
@@ -30,6 +31,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 
 from finn_transforms.native.folding import NATIVE_OP_TYPES, SetNativeFolding
 from finn_transforms.native.mapping import DEFAULT_MAX_ACC_BITS, native_weight_format
+from finn_transforms.wide_thresholds import restore_residuals, saved_residuals
 
 _MAX_ACC_KEY = "minifloat_max_acc_bits"
 
@@ -92,8 +94,13 @@ def _finn_step(name: str):
 
 
 def step_convert_to_hw(model: ModelWrapper, cfg: Any) -> ModelWrapper:
-    """The conversion to native minifloat layers, then FINN's ``step_convert_to_hw``."""
-    return _finn_step("step_convert_to_hw")(convert_to_native(model), cfg)
+    """The conversion to native minifloat layers, then FINN's ``step_convert_to_hw``; thresholds held
+    exactly beyond 2^53 (`finn_transforms.wide_thresholds`) make their ``Thresholding`` a ``WideThresholding``."""
+    import finn_transforms.native.wide_thresholding  # noqa: F401  (registers WideThresholding with qonnx and FINN)
+
+    model = convert_to_native(model)
+    saved = saved_residuals(model)
+    return restore_residuals(_finn_step("step_convert_to_hw")(model, cfg), saved, "FINN's step_convert_to_hw")
 
 
 def step_target_fps_parallelization(model: ModelWrapper, cfg: Any) -> ModelWrapper:

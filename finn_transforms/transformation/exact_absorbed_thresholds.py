@@ -22,9 +22,13 @@ Beyond 2^24 an integer threshold ``t`` is exact as any float32 in ``(t - 1, t]``
 thresholds up to 27 significant bits) the node's whole threshold tensor is stored as float64 (exact
 integers up to 2^53): FINN's execution and our exact executors compare with it as stored, and our
 ``step_minimize_bit_width`` keeps it (`finn_transforms.transformation.round_and_clip_float64_thresholds`;
-upstream: FINN+ 1.6.1's ``RoundAndClipThresholds`` casts thresholds back to float32). Thresholds beyond
-2^53 keep FINN's value and are counted: the model's metadata ``INEXACT_THRESHOLDS_KEY`` records how
-many and the first node, a warning names them, and ``verify`` reports them.
+upstream: FINN+ 1.6.1's ``RoundAndClipThresholds`` casts thresholds back to float32). Where a
+``MultiThreshold``'s exact thresholds lie beyond 2^53 (E5M2 native accumulators reach 2^72) the
+node also gets their int64 residual as input 2 (`finn_transforms.wide_thresholds`: exact at any
+width; FINN's HW conversion then makes it a ``WideThresholding``). Only thresholds of a node that
+cannot take a residual (a HW layer other than ``MultiThreshold``) keep FINN's value beyond 2^53 and are
+counted: the model's metadata ``INEXACT_THRESHOLDS_KEY`` records how many and the first node, a
+warning names them, and ``verify`` reports them.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from qonnx.transformation.base import Transformation
 
 from finn_transforms.exact import Exact, ExactError, execute_exact_hw
 from finn_transforms.exact.hw_executor import generic_op_type
+from finn_transforms.wide_thresholds import FLOAT64_EXACT, attach_residual, split
 
 __all__ = ["ExactAbsorbedThresholds", "INEXACT_THRESHOLDS_KEY", "float32_threshold"]
 
@@ -49,7 +54,6 @@ INEXACT_THRESHOLDS_KEY = "inexact_float32_thresholds"
 _RANK_LAYOUT = {2: "NC", 3: "NWC", 4: "NCHW"}
 _THRESHOLDING = ("MultiThreshold", "Thresholding")
 _SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 8.0, 64.0)
-_FLOAT64_EXACT = 2**53  # every integer of at most this magnitude is a float64
 
 
 def _layout(node, rank: int) -> str:
@@ -169,17 +173,26 @@ class ExactAbsorbedThresholds(Transformation):
                     exact[c, j] = e if lo is None else max(e, lo)
         held = {cj: float32_threshold(e) for cj, e in exact.items()}
         wide = any(h is None for h in held.values())  # some threshold needs float64 (module docstring)
+        beyond = wide and any(abs(e) > FLOAT64_EXACT for e in exact.values())  # some needs a residual
+        carried = beyond and na.op_type == "MultiThreshold"
+        residual = np.zeros(new.shape, dtype=np.int64)
         changed = 0
         for (c, j), e in exact.items():
-            if wide and abs(e) > _FLOAT64_EXACT:  # no float64 either: keep FINN's value, counted
-                self.inexact[na.name] = self.inexact.get(na.name, 0) + 1
-                continue
-            value = float(e) if wide else float(held[c, j])
+            if beyond and abs(e) > FLOAT64_EXACT:
+                if not carried:  # no float64 and no residual input: keep FINN's value, counted
+                    self.inexact[na.name] = self.inexact.get(na.name, 0) + 1
+                    continue
+                hi, r = split([e])
+                value, residual[c, j] = float(hi[0]), r[0]
+            else:
+                value = float(e) if wide else float(held[c, j])
             if new[c, j] != value:
                 new[c, j] = value
                 changed += 1
         if changed or wide:
-            if rows_a == 1 and (new == new[0]).all():
-                new = new[:1]  # shared thresholds stay one row (FINN's RTL generator then stores one channel per PE)
+            if rows_a == 1 and (new == new[0]).all() and (residual == residual[0]).all():
+                new, residual = new[:1], residual[:1]  # shared thresholds stay one row (FINN's RTL generator then stores one channel per PE)
             model.set_initializer(na.input[1], new if wide else new.astype(np.float32))
+            if carried:
+                attach_residual(model, na, residual)
         return changed
