@@ -47,6 +47,7 @@ from finn_transforms.native.mapping import DEFAULT_MAPPING, DEFAULT_MAX_ACC_BITS
 from finn_transforms.steps import lower_minifloat, make_step_lower_minifloat
 from finn_transforms.transformation import DEFAULT_MAX_THRESHOLDS, DEFAULT_MAX_WEIGHT_BITS
 from finn_transforms.transformation.exact_absorbed_thresholds import INEXACT_THRESHOLDS_KEY
+from finn_transforms.wide_thresholds import count_wide
 
 __all__ = ["Stage", "StageResult", "VerificationError", "VerifyReport", "per_sample", "verify"]
 
@@ -108,6 +109,8 @@ class VerifyReport:
     rtl_not_simulated: list[str] = field(default_factory=list)  # native layers without RTL (exact execution)
     # thresholds no float32 or float64 tensor holds exactly (beyond 2^53; {"count": n, "first": node}; None: all exact)
     inexact_thresholds: dict | None = None
+    # thresholds beyond 2^53 held exactly by WideThresholding layers ({"count": n, "layers": m}; None: no such layer)
+    wide_thresholds: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -136,6 +139,9 @@ class VerifyReport:
                 f"{self.inexact_thresholds['first']}) lie beyond 2^53 with no exact float64 value: the build decides "
                 "differently from the exact model for some inputs, even where these stages agree"
             )
+        if self.wide_thresholds:
+            lines.append(f"{self.wide_thresholds['count']:,} thresholds beyond 2^53 held exactly (float64 + int64 residual) "
+                         f"in {self.wide_thresholds['layers']} WideThresholding layer(s)")
         if self.rtl_not_simulated:
             lines.append(f"rtl stage: no RTL for {len(self.rtl_not_simulated)} native layer(s), executed exactly instead: "
                          + ", ".join(self.rtl_not_simulated))
@@ -277,7 +283,7 @@ def verify(
         Stage("qonnx", FLOAT32, per_sample(_onnx_runner(exported))),
         Stage("lowered", EXACT, per_sample(_exact_runner(lowered))),
     ]
-    estimates, build_dir, rtl_cycles, not_simulated, inexact = None, None, {}, set(), None
+    estimates, build_dir, rtl_cycles, not_simulated, inexact, wide = None, None, {}, set(), None, None
     if build:
         from finn_transforms.build import build_estimates
         from finn_transforms.hw_exec import load_full_graph
@@ -289,6 +295,7 @@ def verify(
         estimates = build_estimates(exported, build_dir, extra_steps_before=[step], **build_kwargs)
         streamlined = load_full_graph(build_dir, STREAMLINE_STEP)
         inexact = json.loads(streamlined.get_metadata_prop(INEXACT_THRESHOLDS_KEY) or "null")
+        wide = count_wide(ModelWrapper(str(estimates.hw_graph_path))) if estimates.hw_graph_path else None
         stages += [
             Stage("streamlined", EXACT, per_sample(_exact_runner(streamlined, hw=True))),
             Stage("hw", EXACT, per_sample(_exact_runner(load_full_graph(build_dir), hw=True))),
@@ -315,7 +322,7 @@ def verify(
         outputs[stage.name] = (concat(got, 0).to_float64() if stage.kind == EXACT
                                else np.concatenate([np.asarray(g, dtype=np.float32) for g in got]))
     report = VerifyReport(results, float(quantum) if quantum else None, out, estimates, outputs, near_total, rtl_cycles,
-                          sorted(not_simulated), inexact)
+                          sorted(not_simulated), inexact, wide)
     bad = [s for s in results if not s.agrees and not (s.kind == FLOAT32 and s.unexplained <= max_mismatch_fraction * s.total)]
     if raise_on_mismatch and bad:
         names = ", ".join(f"{s.stage} ({s.unexplained}/{s.total})" for s in bad)

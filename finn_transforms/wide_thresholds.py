@@ -27,6 +27,7 @@ __all__ = [
     "WIDE_OP_TYPE",
     "WideThresholdError",
     "attach_residual",
+    "count_wide",
     "exact_thresholds",
     "join",
     "restore_residuals",
@@ -119,3 +120,15 @@ def restore_residuals(model: ModelWrapper, saved: dict[str, tuple[np.ndarray, np
             )
         attach_residual(model, node, residual)
     return model
+
+
+def count_wide(model: ModelWrapper) -> dict | None:
+    """``{"count": thresholds beyond 2^53, "layers": nodes}`` held exactly by the model's
+    ``WideThresholding`` layers (None: there are none)."""
+    count, layers = 0, 0
+    for node in model.graph.node:
+        if node.op_type.startswith(WIDE_OP_TYPE) and len(node.input) > 2:
+            t = join(model.get_initializer(node.input[1]), model.get_initializer(node.input[2]))
+            count += sum(abs(int(v)) > FLOAT64_EXACT for v in t.flat)
+            layers += 1
+    return {"count": count, "layers": layers} if layers else None

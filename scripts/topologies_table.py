@@ -94,7 +94,8 @@ def run_cell(key: str, fmt: Format, work: Path, target_fps: float, mobilenet_siz
         lut=est.total_lut, bram_18k=est.total_bram_18k, dsp=est.total_dsp, max_cycles=est.max_cycles,
         fps=est.throughput_fps, layers=len(est.layers),
         verify=("exact" if not bad else "mismatch: " + ", ".join(bad))
-        + (f"; {report.inexact_thresholds['count']:,} thresholds not exact" if report.inexact_thresholds else ""),
+        + (f"; {report.inexact_thresholds['count']:,} thresholds not exact" if report.inexact_thresholds else "")
+        + (f"; {report.wide_thresholds['count']:,} thresholds beyond 2^53 held exactly" if report.wide_thresholds else ""),
         outputs=report.stages[0].total,
         build_s=round(est.build_time_s, 1), wall_s=round(time.perf_counter() - start, 1),
     )
@@ -201,11 +202,13 @@ NOTES = [
     "  (`MVAU_minifloat`, `VVAU_minifloat` for depthwise convolutions; docs/design.md, Native minifloat layers),",
     "  and an activation whose consumer cannot take ordinals (a residual add, a pool) keeps its ordinal",
     "  thresholds (255 for E4M3) with the decode to integers as a HW layer (`OrdinalLUT`).",
-    "- \"N thresholds not exact\" (verify column): integer thresholds beyond 2^53 that no float64 holds (native",
-    "  E4M3 accumulators reach 2^27 and a BatchNorm scale gives their thresholds that many significant bits:",
-    "  such thresholds are float64 tensors through the build, exact to 2^53; E5M2 accumulators reach 2^70, so",
-    "  many of its thresholds after native layers lie beyond 2^53; docs/design.md, Native minifloat layers). A",
-    "  build with them agrees with the exact model on the inputs verify tried (\"exact\") but not on every input.",
+    "- Thresholds beyond float32 (native E4M3 accumulators reach 2^27 and a BatchNorm scale gives their",
+    "  thresholds that many significant bits) are float64 tensors through the build, exact to 2^53. E5M2",
+    "  accumulators reach 2^72, so many thresholds after its native layers lie beyond 2^53: \"N thresholds beyond",
+    "  2^53 held exactly\" (verify column) counts those stored as float64 plus an int64 residual in",
+    "  `WideThresholding` layers (FINN's `Thresholding` with exact integer thresholds; docs/design.md, Native",
+    "  minifloat layers). \"N thresholds not exact\" would count thresholds beyond 2^53 that a layer could not",
+    "  hold exactly (none since `WideThresholding`).",
     "- E5M2 pools: DS-CNN's 25x5 average pool over E5M2's 34-bit embedded integers needs integer thresholds",
     "  up to 2^41, some with more than float32's 24 significant bits: that node's thresholds are float64 (exact",
     "  to 2^53) from the lowering to the end of the build (they were refused naming the pool).",

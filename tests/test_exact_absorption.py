@@ -220,19 +220,52 @@ def test_thresholds_beyond_float32_are_exact_as_float64_through_finn_rounding():
             assert _decide(restored, float(u)) == sum(u >= e for e in exact)
 
 
-def test_thresholds_beyond_float64_are_counted_and_named():
-    """An exact integer threshold beyond 2^53 has no float64 either: kept as FINN computed it, counted in
-    the model's metadata and named in a warning."""
-    import json
-
-    from finn_transforms.transformation.exact_absorbed_thresholds import INEXACT_THRESHOLDS_KEY
-
+def _beyond_float64() -> tuple[ModelWrapper, np.ndarray, np.ndarray]:
+    """(reference, its thresholds, FINN's float32 absorption of them): the second exact integer threshold
+    lies beyond 2^53 with no float64 equal to it."""
     reference = _wide_graph(absorbed=False, thresholds=np.array([[float(A) * 2**26 + float(B), float(A) * 2**60]], F32))
     t1 = reference.get_initializer("t1")
-    assert _exact_threshold(t1[0, 1]) > 2**53
-    finn_like = np.array([[(float(t) - float(B)) / float(A) for t in t1[0]]], F32)
-    with pytest.warns(UserWarning, match=r"1 thresholds in 1 node\(s\) \(first: 'mt1'\) lie beyond 2\^53"):
+    assert _exact_threshold(t1[0, 1]) > 2**53 and float(_exact_threshold(t1[0, 1])) != _exact_threshold(t1[0, 1])
+    return reference, t1, np.array([[(float(t) - float(B)) / float(A) for t in t1[0]]], F32)
+
+
+def test_thresholds_beyond_float64_get_an_exact_residual():
+    """An exact integer threshold beyond 2^53 has no float64 either: the MultiThreshold keeps its nearest
+    float64 and gets the int64 residual as input 2, ``int(hi) + residual`` equal to the Fraction oracle;
+    nothing is counted inexact."""
+    import warnings
+
+    from finn_transforms.transformation.exact_absorbed_thresholds import INEXACT_THRESHOLDS_KEY
+    from finn_transforms.wide_thresholds import join
+
+    reference, t1, finn_like = _beyond_float64()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no inexact-threshold warning
         fixed = _wide_graph(absorbed=True, thresholds=finn_like).transform(ExactAbsorbedThresholds(reference))
+    assert fixed.get_metadata_prop(INEXACT_THRESHOLDS_KEY) is None
+    node = fixed.graph.node[-1]
+    assert len(node.input) == 3 and fixed.get_initializer(node.input[2]).dtype == np.int64
+    exact = join(fixed.get_initializer("t1"), fixed.get_initializer(node.input[2]))
+    assert exact.tolist() == [[_exact_threshold(t) for t in t1[0]]]
+
+
+def test_thresholds_beyond_float64_of_a_layer_without_a_residual_input_are_counted_and_named():
+    """A HW ``Thresholding`` (no residual input) keeps FINN's value beyond 2^53, counted in the model's
+    metadata and named in a warning."""
+    import json
+
+    from finn_transforms.finn_defaults import HW_DOMAIN
+    from finn_transforms.transformation.exact_absorbed_thresholds import INEXACT_THRESHOLDS_KEY
+
+    reference, t1, finn_like = _beyond_float64()
+    after = _wide_graph(absorbed=True, thresholds=finn_like)
+    last = after.graph.node[-1]
+    after.graph.node.remove(last)
+    after.graph.node.append(helper.make_node("Thresholding", list(last.input), list(last.output), domain=HW_DOMAIN, name="mt1",
+                                             backend="fpgadataflow", NumChannels=1, PE=1, numSteps=2, inputDataType="INT64",
+                                             weightDataType="INT64", outputDataType="UINT2", ActVal=0, numInputVectors=[1]))
+    with pytest.warns(UserWarning, match=r"1 thresholds in 1 node\(s\) \(first: 'mt1'\) lie beyond 2\^53"):
+        fixed = after.transform(ExactAbsorbedThresholds(reference))
     assert json.loads(fixed.get_metadata_prop(INEXACT_THRESHOLDS_KEY)) == {"count": 1, "first": "mt1"}
     got = fixed.get_initializer("t1")
     assert got.dtype == np.float64 and got[0, 1] == finn_like[0, 1]  # FINN's value kept

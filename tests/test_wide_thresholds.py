@@ -274,11 +274,13 @@ def test_e5m2_cnn_thresholds_beyond_2_53_are_exact_through_the_build(tmp_path):
     torch.manual_seed(0)
     model = zoo.calibrate(zoo.cnv_cnn("E5M2", "E5M2", channels=(2, 4), image_size=10, input_bits_or_fmt="E5M2"))
     report = verify(model, torch.randn(3, 1, 10, 10), tmp_path, raise_on_mismatch=False)
-    assert report.inexact_thresholds is None
+    assert report.inexact_thresholds is None and report.wide_thresholds["layers"] >= 1
+    assert f"{report.wide_thresholds['count']:,} thresholds beyond 2^53 held exactly" in report.summary()
     assert all(s.mismatches == 0 for s in report.stages if s.kind == "exact"), report.summary()
     hw = ModelWrapper(str(report.estimates.hw_graph_path))
     wide = [n for n in hw.graph.node if n.op_type == "WideThresholding_rtl"]
     assert wide
     exact = [join(hw.get_initializer(n.input[1]), hw.get_initializer(n.input[2])) for n in wide]
-    assert any(abs(int(v)) > FLOAT64_EXACT and float(int(v)) != int(v) for t in exact for v in t.flat)
+    beyond = [int(v) for t in exact for v in t.flat if abs(int(v)) > FLOAT64_EXACT]
+    assert len(beyond) == report.wide_thresholds["count"] and any(float(v) != v for v in beyond)
     assert {n.name for n in wide} <= {layer.name for layer in report.estimates.layers}
