@@ -21,7 +21,6 @@ beats takes ``n + 1`` cycles from first input to last output (FINN's ``get_exp_c
 
 from __future__ import annotations
 
-import re
 from functools import cached_property
 from pathlib import Path
 
@@ -30,8 +29,10 @@ from qonnx.core.datatype import DataType
 
 from brevitas_minifloat.formats import MinifloatFormat, as_format
 from brevitas_minifloat.hw.rtl import format_tag, write_verilog
-from finn_transforms.native.hdl import generated_header, rom_module, stream_bits, stream_module
-from finn_transforms.native.sim import RtlRun, assert_outputs_equal, pack, simulator_for, stream, unpack
+from finn_transforms.native.hdl import (
+    generated_header, input_beat, output_beat, rom_module, stream_bits, stream_module, verilog_identifier,
+)
+from finn_transforms.native.sim import RtlRun, assert_outputs_equal, simulator_for, stream_elementwise
 from finn_transforms.native.spec import ordinal_bits, ordinal_embedded
 
 __all__ = ["LATENCY", "OrdinalLutRtl", "execute_ordinal_lut_rtl", "simulate_ordinal_lut", "verify_ordinal_lut"]
@@ -58,9 +59,7 @@ class OrdinalLutRtl:
         self.output_datatype = DataType[self.fmt.integer_datatype]
         if top is None:
             top = f"ordinal_lut_{format_tag(self.fmt)}_c{self.channels}_pe{self.pe}"
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
-            raise ValueError(f"top must be a Verilog identifier, got {top!r}")
-        self.top = top
+        self.top = verilog_identifier(top)
 
     # ---- geometry
     @property
@@ -126,10 +125,7 @@ class OrdinalLutRtl:
     def _top_module(self) -> str:
         ib, ob, pe = self.input_bits, self.output_bits, self.pe
         iw, ow = pe * ib, pe * ob
-        body = [f"wire [{iw - 1}:0] in_beat = " + ("in0_V_TDATA;" if self.input_width == iw else f"in0_V_TDATA[{iw - 1}:0];")]
-        if self.input_width > iw:
-            body.append(f"wire [{self.input_width - iw - 1}:0] unused_in_pad = in0_V_TDATA[{self.input_width - 1}:{iw}];  // byte padding")
-        body += [
+        body = input_beat(self.input_width, iw) + [
             "reg full;  // out0_V holds a decoded beat",
             "assign in0_V_TREADY = !full || out0_V_TREADY;",
             "wire take = in0_V_TVALID && in0_V_TREADY;",
@@ -147,7 +143,7 @@ class OrdinalLutRtl:
             "    end",
             "endgenerate",
             "assign out0_V_TVALID = full;",
-            "assign out0_V_TDATA = " + (f"{{{self.output_width - ow}'d0, decoded}};" if self.output_width > ow else "decoded;"),
+            output_beat(self.output_width, ow, "decoded"),
         ]
         return stream_module(
             self.top,
@@ -171,13 +167,8 @@ def simulate_ordinal_lut(
         raise ValueError(f"ordinals must be a non-empty (vectors, channels = {rtl.channels}) array, got {x.shape}")
     if not np.array_equal(x, x.astype(np.int64)) or x.min() < 0 or x.max() >= len(rtl.table):
         raise ValueError(f"ordinals of {rtl.fmt.name} are integers in [0, {len(rtl.table) - 1}], got [{x.min()}, {x.max()}]")
-    x = x.astype(np.int64)
-    beats = [pack(v[j * rtl.pe : (j + 1) * rtl.pe], rtl.input_bits) for v in x for j in range(rtl.beats)]
-    expected = len(x) * rtl.expected_cycles
-    words, cycles, seconds = stream(rtl, beats, len(beats), expected, stall=stall, seed=seed, simulator=simulator,
-                                    workdir=workdir)
-    values = [v for w in words for v in unpack(w, rtl.output_bits, rtl.pe, rtl.signed)]
-    return RtlRun(np.array(values, dtype=object).reshape(x.shape), cycles, expected, seconds)
+    return stream_elementwise(rtl, x.astype(np.int64), rtl.pe, rtl.input_bits, rtl.output_bits, rtl.signed,
+                              stall=stall, seed=seed, simulator=simulator, workdir=workdir)
 
 
 def verify_ordinal_lut(rtl: OrdinalLutRtl, ordinals, **kwargs) -> RtlRun:

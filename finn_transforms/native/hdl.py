@@ -10,8 +10,12 @@ interface (``ap_clk``, ``ap_rst_n`` synchronous active low, ``in0_V_TDATA/TVALID
 from __future__ import annotations
 
 import math
+import re
 
-__all__ = ["generated_header", "rom_module", "stream_bits", "stream_module", "ubits"]
+__all__ = [
+    "generated_header", "input_beat", "output_beat", "rom_module", "stream_bits", "stream_module", "ubits",
+    "verilog_identifier",
+]
 
 
 def stream_bits(bits: int) -> int:
@@ -22,6 +26,27 @@ def stream_bits(bits: int) -> int:
 def ubits(n: int) -> int:
     """Unsigned bits to count ``0 .. n`` (at least 1)."""
     return max(1, n.bit_length())
+
+
+def verilog_identifier(top: str) -> str:
+    """``top`` if it is a Verilog identifier (a module name), else a ``ValueError``."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
+        raise ValueError(f"top must be a Verilog identifier, got {top!r}")
+    return top
+
+
+def input_beat(in_width: int, bits: int) -> list[str]:
+    """Declare ``in_beat``: the ``bits`` data bits of ``in0_V_TDATA`` (``in_width`` bits), the byte
+    padding above them named ``unused_in_pad`` (Verilator's lint ignores ``unused*`` signals)."""
+    lines = [f"wire [{bits - 1}:0] in_beat = " + ("in0_V_TDATA;" if in_width == bits else f"in0_V_TDATA[{bits - 1}:0];")]
+    if in_width > bits:
+        lines.append(f"wire [{in_width - bits - 1}:0] unused_in_pad = in0_V_TDATA[{in_width - 1}:{bits}];  // byte padding")
+    return lines
+
+
+def output_beat(out_width: int, bits: int, signal: str) -> str:
+    """Drive ``out0_V_TDATA`` (``out_width`` bits) with ``signal`` (``bits`` bits), zero byte padding above."""
+    return "assign out0_V_TDATA = " + (f"{{{out_width - bits}'d0, {signal}}};" if out_width > bits else f"{signal};")
 
 
 def generated_header(generator: str, lines: list[str]) -> str:

@@ -214,6 +214,20 @@ def stream(
     return [int(t, 16) for t in texts], cycles, seconds
 
 
+def stream_elementwise(
+    rtl: StreamLayer, x: np.ndarray, pe: int, in_bits: int, out_bits: int, signed: bool, **kwargs
+) -> RtlRun:
+    """Stream ``x`` (``(vectors, channels)`` integers) through an elementwise layer in FINN's order
+    (channels last, ``pe`` elements of ``in_bits`` per beat, ``channels / pe`` beats per vector) and
+    read ``out_bits``-bit results (two's complement when ``signed``) back into ``(vectors, channels)``
+    Python ints; expected cycles ``vectors * channels / pe`` (FINN's ``get_exp_cycles``). ``kwargs``:
+    `stream`'s ``stall``, ``seed``, ``simulator``, ``workdir``."""
+    beats = [pack(v[j : j + pe], in_bits) for v in x for j in range(0, x.shape[1], pe)]
+    words, cycles, seconds = stream(rtl, beats, len(beats), len(beats), **kwargs)
+    values = [v for w in words for v in unpack(w, out_bits, pe, signed)]
+    return RtlRun(np.array(values, dtype=object).reshape(x.shape), cycles, len(beats), seconds)
+
+
 def simulate_layer(
     rtl: NativeMvauRtl,
     inputs,
