@@ -28,9 +28,9 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from brevitas_minifloat.formats import MinifloatFormat, as_format
-from brevitas_minifloat.hw.rtl import format_tag, write_verilog
+from brevitas_minifloat.hw.rtl import format_tag
 from finn_transforms.native.hdl import (
-    generated_header, input_beat, output_beat, rom_module, stream_bits, stream_module, verilog_identifier,
+    ElementwiseRtl, generated_header, input_beat, output_beat, rom_module, stream_module, verilog_identifier,
 )
 from finn_transforms.native.sim import RtlRun, assert_outputs_equal, simulator_for, stream_elementwise
 from finn_transforms.native.spec import ordinal_bits, ordinal_embedded
@@ -41,7 +41,7 @@ LATENCY = 1
 """Cycles from accepting a beat to its decoded beat on ``out0_V`` (the ROM read register)."""
 
 
-class OrdinalLutRtl:
+class OrdinalLutRtl(ElementwiseRtl):
     """Verilog of one decode layer: ``OrdinalLutRtl(fmt, channels, pe).verilog`` (module docstring).
 
     ``fmt``: the minifloat format (or its name); ``channels``: ``NumChannels``, a multiple of ``pe``;
@@ -49,12 +49,7 @@ class OrdinalLutRtl:
 
     def __init__(self, fmt: MinifloatFormat | str, channels: int, pe: int = 1, *, top: str | None = None) -> None:
         self.fmt = as_format(fmt)
-        for name, v in (("channels", channels), ("pe", pe)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if channels % pe:
-            raise ValueError(f"pe ({pe}) must divide channels ({channels})")
-        self.channels, self.pe = int(channels), int(pe)
+        self._set_folding(channels, pe)
         self.table = ordinal_embedded(self.fmt)
         self.output_datatype = DataType[self.fmt.integer_datatype]
         if top is None:
@@ -75,23 +70,8 @@ class OrdinalLutRtl:
         return self.output_datatype.signed()
 
     @property
-    def beats(self) -> int:
-        """Beats per vector: ``NumChannels / PE`` (FINN's ``get_exp_cycles`` per vector)."""
-        return self.channels // self.pe
-
-    @property
     def expected_cycles(self) -> int:
         return self.beats
-
-    @property
-    def input_width(self) -> int:
-        """``in0_V_TDATA`` bits (``PE`` ordinals, padded to bytes)."""
-        return stream_bits(self.pe * self.input_bits)
-
-    @property
-    def output_width(self) -> int:
-        """``out0_V_TDATA`` bits (``PE`` embedded integers, padded to bytes)."""
-        return stream_bits(self.pe * self.output_bits)
 
     def rom_words(self) -> list[int]:
         """Word ``o``: ``value / delta`` of ordinal ``o`` in ``output_bits`` (two's complement)."""
@@ -101,10 +81,6 @@ class OrdinalLutRtl:
     @cached_property
     def verilog(self) -> str:
         return "\n\n".join([self._header(), self._rom(), self._top_module()]) + "\n"
-
-    def write(self, directory: str | Path) -> Path:
-        """Write ``<top>.v`` into ``directory`` and return its path."""
-        return write_verilog(self.top, self.verilog, directory)
 
     def _header(self) -> str:
         f = self.fmt

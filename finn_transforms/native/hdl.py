@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
+
+import numpy as np
+
+from brevitas_minifloat.hw.rtl import write_verilog
 
 __all__ = [
-    "generated_header", "input_beat", "output_beat", "rom_module", "stream_bits", "stream_module", "ubits",
+    "ElementwiseRtl", "generated_header", "input_beat", "output_beat", "rom_module", "stream_bits", "stream_module", "ubits",
     "verilog_identifier",
 ]
 
@@ -100,3 +105,45 @@ def stream_module(top: str, in_width: int, in_what: str, out_width: int, out_wha
         + [("    " + line) if line else "" for line in body]
         + ["endmodule"]
     )
+
+
+class ElementwiseRtl:
+    """What the elementwise layers' generators share (``OrdinalLUT``, ``WideThresholding``): ``PE``
+    lanes, ``NumChannels / PE`` beats per vector in FINN's order (channels last), the stream widths
+    and writing the file. A subclass calls `_set_folding` and defines ``top``, ``input_bits``,
+    ``output_bits`` and ``verilog``."""
+
+    top: str
+    channels: int
+    pe: int
+    input_bits: int
+    output_bits: int
+    verilog: str
+
+    def _set_folding(self, channels: int, pe: int) -> None:
+        """Check and set ``channels`` (``NumChannels``) and ``pe`` (which must divide it)."""
+        for name, v in (("channels", channels), ("pe", pe)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if channels % pe:
+            raise ValueError(f"pe ({pe}) must divide channels ({channels})")
+        self.channels, self.pe = int(channels), int(pe)
+
+    @property
+    def beats(self) -> int:
+        """Beats per vector: ``NumChannels / PE`` (FINN's ``get_exp_cycles`` per vector)."""
+        return self.channels // self.pe
+
+    @property
+    def input_width(self) -> int:
+        """``in0_V_TDATA`` bits (``PE`` inputs, padded to bytes)."""
+        return stream_bits(self.pe * self.input_bits)
+
+    @property
+    def output_width(self) -> int:
+        """``out0_V_TDATA`` bits (``PE`` outputs, padded to bytes)."""
+        return stream_bits(self.pe * self.output_bits)
+
+    def write(self, directory: str | Path) -> Path:
+        """Write ``<top>.v`` into ``directory`` and return its path."""
+        return write_verilog(self.top, self.verilog, directory)

@@ -39,9 +39,8 @@ from pathlib import Path
 import numpy as np
 from qonnx.core.datatype import BaseDataType, DataType
 
-from brevitas_minifloat.hw.rtl import write_verilog
 from finn_transforms.native.hdl import (
-    generated_header, input_beat, output_beat, rom_module, stream_bits, stream_module, ubits, verilog_identifier,
+    ElementwiseRtl, generated_header, input_beat, output_beat, rom_module, stream_module, ubits, verilog_identifier,
 )
 from finn_transforms.native.sim import RtlRun, assert_outputs_equal, simulator_for, stream_elementwise
 
@@ -91,7 +90,7 @@ def reference_thresholding(thresholds, x, act_val: int) -> np.ndarray:
     return out
 
 
-class WideThresholdingRtl:
+class WideThresholdingRtl(ElementwiseRtl):
     """Verilog of one wide thresholding layer: ``WideThresholdingRtl(T, channels, pe, idt, odt, act_val).verilog``
     (module docstring).
 
@@ -103,12 +102,7 @@ class WideThresholdingRtl:
         self, thresholds, channels: int, pe: int, input_dt: DataType | str, output_dt: DataType | str, act_val: int = 0,
         *, top: str | None = None,
     ) -> None:
-        for name, v in (("channels", channels), ("pe", pe)):
-            if _int(v, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if channels % pe:
-            raise ValueError(f"pe ({pe}) must divide channels ({channels})")
-        self.channels, self.pe = int(channels), int(pe)
+        self._set_folding(channels, pe)
         self.thresholds = _threshold_rows(thresholds, self.channels)
         self.input_dt = _integer_datatype(input_dt, "input_dt")
         self.output_dt = _integer_datatype(output_dt, "output_dt")
@@ -154,24 +148,9 @@ class WideThresholdingRtl:
         return self.input_bits + 1
 
     @property
-    def beats(self) -> int:
-        """Beats per vector: ``NumChannels / PE`` (FINN's ``get_exp_cycles`` per vector)."""
-        return self.channels // self.pe
-
-    @property
     def rom_folds(self) -> int:
         """Channel folds a ROM distinguishes: ``NumChannels / PE``, or 1 for shared thresholds."""
         return self.beats if len(self.thresholds) > 1 else 1
-
-    @property
-    def input_width(self) -> int:
-        """``in0_V_TDATA`` bits (``PE`` inputs, padded to bytes)."""
-        return stream_bits(self.pe * self.input_bits)
-
-    @property
-    def output_width(self) -> int:
-        """``out0_V_TDATA`` bits (``PE`` outputs, padded to bytes)."""
-        return stream_bits(self.pe * self.output_bits)
 
     def mem_geometries(self) -> list[tuple[int, int]]:
         """``(width, depth)`` of each stage's ROM per PE lane: ``(threshold_bits, folds * 2^s)``, the
@@ -202,10 +181,6 @@ class WideThresholdingRtl:
     @cached_property
     def verilog(self) -> str:
         return "\n\n".join([self._header(), *self._roms(), self._top_module()]) + "\n"
-
-    def write(self, directory: str | Path) -> Path:
-        """Write ``<top>.v`` into ``directory`` and return its path."""
-        return write_verilog(self.top, self.verilog, directory)
 
     def _rom_name(self, stage: int, lane: int) -> str:
         return f"{self.top}_s{stage}" + (f"_p{lane}" if len(self.thresholds) > 1 else "")
