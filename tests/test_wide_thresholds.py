@@ -267,13 +267,14 @@ def test_a_dropped_changed_or_absorbed_residual_is_refused_naming_the_node():
 def test_e5m2_cnn_thresholds_beyond_2_53_are_exact_through_the_build(tmp_path):
     """The reduced E5M2 CNN with BatchNorm (default mapping): its thresholds beyond 2^53 (before: counted
     inexact, decided by the nearest float64) are held by WideThresholding layers to the last step,
-    FINN's estimate report lists them, and every exact stage agrees."""
+    FINN's estimate report lists them, and every exact stage agrees, the ``rtl`` stage included (native
+    layers and WideThresholding layers simulated, each one's cycles beside FINN's expected count)."""
     from brevitas_minifloat import zoo
     from finn_transforms.verify import verify
 
     torch.manual_seed(0)
     model = zoo.calibrate(zoo.cnv_cnn("E5M2", "E5M2", channels=(2, 4), image_size=10, input_bits_or_fmt="E5M2"))
-    report = verify(model, torch.randn(3, 1, 10, 10), tmp_path, raise_on_mismatch=False)
+    report = verify(model, torch.randn(3, 1, 10, 10), tmp_path, raise_on_mismatch=False, rtl=True)
     assert report.inexact_thresholds is None and report.wide_thresholds["layers"] >= 1
     assert f"{report.wide_thresholds['count']:,} thresholds beyond 2^53 held exactly" in report.summary()
     assert all(s.mismatches == 0 for s in report.stages if s.kind == "exact"), report.summary()
@@ -284,3 +285,7 @@ def test_e5m2_cnn_thresholds_beyond_2_53_are_exact_through_the_build(tmp_path):
     beyond = [int(v) for t in exact for v in t.flat if abs(int(v)) > FLOAT64_EXACT]
     assert len(beyond) == report.wide_thresholds["count"] and any(float(v) != v for v in beyond)
     assert {n.name for n in wide} <= {layer.name for layer in report.estimates.layers}
+    assert report.rtl_not_simulated == [] and "rtl" in [s.stage for s in report.stages]
+    for n in wide:  # simulated: expected NumChannels / PE beats per vector, plus the pipeline latency per call
+        simulated, expected = report.rtl_cycles[n.name]
+        assert expected > 0 and simulated > expected

@@ -6,11 +6,13 @@ width for FINN's own layers, no float32), except that every ``MVAU_minifloat`` a
 (`finn_transforms.native.sim.execute_native_layer_rtl`, `NativeMvauRtl` / `NativeVvauRtl`, compiled
 once per layer and process; the VVAU is fed FINN's hardware VVAU stream of its windows) and every
 ``OrdinalLUT`` node's decoded integers from its
-(`finn_transforms.native.decode_rtl.execute_ordinal_lut_rtl`). Native layers are thus checked layer
+(`finn_transforms.native.decode_rtl.execute_ordinal_lut_rtl`), and every ``WideThresholding`` node's
+counts from its (`finn_transforms.native.threshold_rtl.execute_wide_thresholding_rtl`; FINN's own
+``Thresholding`` layers run exactly). Native layers are thus checked layer
 by layer inside an exact chain: each one consumes what the previous layers computed and its RTL
 outputs feed the next ones. The simulated cycles of each native layer are recorded beside FINN's
 expected count for the same vectors (MVAU: ``NF * SF`` per vector; VVAU: per output pixel;
-OrdinalLUT: ``NumChannels / PE``).
+OrdinalLUT / WideThresholding: ``NumChannels / PE``).
 
 Native layers without RTL (`WITHOUT_RTL`, empty now that every native layer has a generator) would
 run their exact implementation instead, listed by name in ``RtlExecution.not_simulated``
@@ -27,13 +29,15 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from finn_transforms.exact import Exact, execute_exact_hw
-from finn_transforms.exact.hw_executor import _inst, hw_op_registry
+from finn_transforms.exact.hw_executor import _const, _inst, _integers, hw_op_registry
 from finn_transforms.exact.native_ops import native_mvau, native_vvau, ordinal_decode
 from finn_transforms.native.decode_rtl import execute_ordinal_lut_rtl
 from finn_transforms.native.rtl import NativeMvauRtl
 from finn_transforms.native.sim import execute_native_layer_rtl
 from finn_transforms.native.spec import NativeMvauSpec
+from finn_transforms.native.threshold_rtl import execute_wide_thresholding_rtl
 from finn_transforms.native.vvau_rtl import NativeVvauRtl
+from finn_transforms.wide_thresholds import join
 
 __all__ = ["WITHOUT_RTL", "RtlExecution", "execute_build_rtl", "execute_rtl"]
 
@@ -93,9 +97,25 @@ def execute_rtl(
 
         return run
 
-    import finn_transforms.exact.native_ops  # noqa: F401  (registers the exact native ops)
+    def rtl_wide(ins, ctx):
+        inst, _ = _inst(ctx)
+        if inst.get_nodeattr("outputDataType") == "BIPOLAR":
+            raise ctx.fail("the WideThresholding RTL has no BIPOLAR output")
+        x = _integers(ins[0], ctx, "inputDataType", inst)
+        flat = x.reshape(-1, x.shape[-1])
+        thresholds = np.sort(join(_const(ctx, 1), _const(ctx, 2)), axis=1)
+        pe = inst.get_nodeattr("PE")
+        y, cycles = execute_wide_thresholding_rtl(thresholds, pe, flat, inst.get_input_datatype(0),
+                                                  inst.get_output_datatype(), inst.get_nodeattr("ActVal"))
+        simulated, expected = log.get(ctx.node.name, (0, 0))
+        log[ctx.node.name] = (simulated + cycles, expected + flat.size // pe)
+        return [Exact.from_ints(np.asarray(y, dtype=object).reshape(x.shape))]
 
-    ops = {"MVAU_minifloat": rtl_mvau, "VVAU_minifloat": rtl_vvau, "OrdinalLUT": ordinal_decode(rtl_decode)}
+    import finn_transforms.exact.native_ops  # noqa: F401  (registers the exact native ops)
+    import finn_transforms.native.wide_thresholding  # noqa: F401  (registers WideThresholding with qonnx)
+
+    ops = {"MVAU_minifloat": rtl_mvau, "VVAU_minifloat": rtl_vvau, "OrdinalLUT": ordinal_decode(rtl_decode),
+           "WideThresholding": rtl_wide}
     ops |= {op: exact_instead(op) for op in WITHOUT_RTL}
     outputs = execute_exact_hw(model, inputs, cache=cache, ops=ops)
     return RtlExecution(outputs, log, not_simulated)
