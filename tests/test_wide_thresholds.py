@@ -289,3 +289,30 @@ def test_e5m2_cnn_thresholds_beyond_2_53_are_exact_through_the_build(tmp_path):
     for n in wide:  # simulated: expected NumChannels / PE beats per vector, plus the pipeline latency per call
         simulated, expected = report.rtl_cycles[n.name]
         assert expected > 0 and simulated > expected
+
+
+@needs_finn
+def test_shared_wide_thresholds_get_finns_one_copy_per_lane_correction(tmp_path):
+    """A per-tensor quantizer after an E5M2 layer: one row of thresholds shared by all channels. As for
+    FINN's Thresholding_rtl, the estimate is corrected to one copy per PE lane: FINN's own
+    Thresholding_rtl estimate of the layer with NumChannels = PE."""
+    from finn.custom_op.fpgadataflow.rtl.thresholding_rtl import Thresholding_rtl
+
+    import finn_transforms.native.wide_thresholding  # noqa: F401
+    from finn_transforms.build.corrections import layer_corrections
+    from finn_transforms.finn_defaults import RTL_DOMAIN
+
+    attrs = dict(backend="fpgadataflow", PE=2, numSteps=255, inputDataType="INT72", weightDataType="INT73",
+                 outputDataType="UINT8", ActVal=0, numInputVectors=[1])
+    node = helper.make_node("WideThresholding_rtl", ["v", "thr", "res"], ["t"], domain=RTL_DOMAIN, name="wide",
+                            NumChannels=16, **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 16])],
+                              [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 16])])
+    model = ModelWrapper(qonnx_make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    hi, res = split([sorted(2**60 + 3 * k for k in range(255))])
+    model.set_initializer("thr", hi)
+    model.set_initializer("res", res)
+    model.save(str(tmp_path / "hw.onnx"))
+    fix = layer_corrections(tmp_path / "hw.onnx", "xczu3eg-sbva484-1-e")["wide"]
+    once = helper.make_node("Thresholding_rtl", ["v", "thr"], ["t"], domain=RTL_DOMAIN, NumChannels=2, **attrs)
+    assert fix.lut == Thresholding_rtl(once).lut_estimation("xczu3eg-sbva484-1-e") > 0

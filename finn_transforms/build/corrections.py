@@ -10,7 +10,8 @@
   ``extra BRAM18 = PE * min over (d, w) of ceil(TMEM/d) * ceil(T*W/w)``.
 - **Thresholds shared by all channels** (a per-tensor quantizer broadcast to every channel): FINN
   stores one copy per channel. The corrected numbers are FINN's own estimate of the same layer with
-  one copy per PE lane (``NumChannels = PE`` for ``Thresholding``, ``TMEM = 1`` in the MVAU formula).
+  one copy per PE lane (``NumChannels = PE`` for ``Thresholding`` and ``WideThresholding``, ``TMEM = 1``
+  in the MVAU formula).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def layer_corrections(hw_graph: Path | None, fpga_part: str | None) -> dict[str,
     for node in model.graph.node:
         if node.op_type.startswith("MVAU"):
             fix = _mvau(model, node, getCustomOp(node), fpga_part or "")
-        elif node.op_type.startswith("Thresholding"):
+        elif node.op_type.startswith(("Thresholding", "WideThresholding")):  # the same memory and estimate
             fix = _thresholding(model, node, getCustomOp(node), fpga_part or "")
         else:
             fix = None

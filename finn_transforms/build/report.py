@@ -226,7 +226,7 @@ class EstimateReport:
 
         software = tuple(_software_nodes(parent)) if parent is not None else ()
         notes = []
-        if any(layer.op_type == "Thresholding_rtl" for layer in layers):
+        if any(layer.op_type in ("Thresholding_rtl", "WideThresholding_rtl") for layer in layers):
             notes.append(
                 "Thresholding_rtl LUT estimates count the threshold memory of every channel, even "
                 "when thresholds are shared across channels: treat them as upper bounds"
