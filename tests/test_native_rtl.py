@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import hashlib
+import re
+
 import numpy as np
 import pytest
 from onnx import helper
@@ -19,8 +22,9 @@ from brevitas_minifloat.formats import MinifloatFormat
 from brevitas_minifloat.hw import sim as mac_sim
 from brevitas_minifloat.hw.operands import as_operand, finite_codes, is_minifloat
 from finn_transforms.native import sim
-from finn_transforms.native.rtl import PIPELINE, NativeMvauRtl, ordinal_codes, ordinal_rule
+from finn_transforms.native.rtl import PIPELINE, REPLAY_BANK, NativeMvauRtl, ordinal_codes, ordinal_rule
 from finn_transforms.native.spec import NativeMvauSpec, reference_mvau
+from finn_transforms.native.vvau_rtl import NativeVvauRtl
 from tests.oracle import decode, ordered_values
 from tests.strategies import formats
 
@@ -259,6 +263,68 @@ def test_verilator_backend_agrees(tmp_path):
     assert run.cycles > run.expected_cycles
 
 
+# ------------------------------------------------------------------------------ long vectors: banked replay buffer
+#: Layers replaying more than REPLAY_BANK beats: (weight, input, mw, mh, pe, simd). SF = 300 (banks of
+#: 256 + 44 beats), 784 (3 x 256 + 16: the MLP's first layer fully folded), 257 (a last bank of one beat).
+LONG = [("E2M1", "E2M1", 600, 4, 2, 2), ("E2M1", "INT3", 784, 2, 1, 1), ("E3M2", "E2M2_U", 257, 4, 2, 1)]
+
+
+def replay_memories(verilog: str) -> dict[str, int]:
+    """Words of every ``ibuf*`` memory declared in the Verilog (a plain register: 1)."""
+    found = re.findall(r"reg  \[\d+:0\] (ibuf\d*)(?: \[0:(\d+)\])?;", verilog)
+    return {name: int(last) + 1 if last else 1 for name, last in found}
+
+
+@pytest.mark.parametrize("weight,act,mw,mh,pe,simd", LONG)
+def test_long_vectors_are_kept_in_banks_no_deeper_than_yosys_maps(weight, act, mw, mh, pe, simd):
+    spec = NativeMvauSpec(weight, act, mw, mh, pe, simd)
+    memories = replay_memories(NativeMvauRtl(spec, random_weights(spec, np.random.default_rng(0))).verilog)
+    sf = mw // simd
+    assert len(memories) == -(-sf // 256) and max(memories.values()) <= 256 and sum(memories.values()) == sf
+
+
+#: sha256 of the compute Verilog (weight ROMs as black boxes: what the native synthesis cache is keyed
+#: by, `finn_transforms.native.cost.synthesis_key`) of layers replaying at most REPLAY_BANK beats, as the
+#: generator wrote them before the buffer was banked (main at 9b69c98): banking must not change them.
+UNBANKED_SHA256 = {
+    ("mvau", "E4M3", "E4M3", 64, 32, 4, 8): "ddbbf28608ec08eea49c5e5dff3c1fb90644672e64c79fd829b5e8e0d853bc04",
+    ("mvau", "E2M1", "E2M1", 256, 2, 1, 1): "a5bcf9fb28e643fb00f026fd155908ba98289b05064cc6aa0d6d310e47a3def7",
+    ("mvau", "E2M1", "INT4", 4, 8, 2, 4): "c42ec541154f5db4f5203442a217973060e1e2b83144448d01352c81a72463b3",
+    ("mvau", "E3M2", "E2M3_U", 20, 5, 5, 2): "ac71f8437cd8235b40a088cfdcf17076720be0d5ebd42344f37b70f92df2fabf",
+    ("mvau", "E2M1", "E2M2_U", 800, 10, 1, 4): "77ea7e79df30ebe9bc5e7d5e735a7006423a9a3e9e3952e0d1f78f725fb6c7ef",
+    ("vvau", "E4M3", "E4M3", 9, 8, 2, 3): "cf003c203f7a7ccfb072da5a6ec3b16f33b15583d7a712123340a5044cd283a7",
+}
+
+
+@pytest.mark.parametrize("layer", sorted(UNBANKED_SHA256))
+def test_layers_of_one_replay_memory_keep_their_verilog(layer):
+    unit, *args = layer
+    spec = NativeMvauSpec(*args)
+    generator = NativeVvauRtl if unit == "vvau" else NativeMvauRtl
+    verilog = generator(spec, np.zeros((spec.mh, spec.mw), dtype=np.int64), blackbox_roms=True).verilog
+    assert hashlib.sha256(verilog.encode()).hexdigest() == UNBANKED_SHA256[layer]
+    assert spec.input_beats <= REPLAY_BANK
+    if unit == "mvau" and spec.input_beats > 1 and spec.output_beats > 1:  # a replayed vector
+        assert f" ibuf [0:{spec.input_beats - 1}];  // the current vector" in verilog
+
+
+@pytest.mark.needs_simulator
+@pytest.mark.parametrize("weight,act,mw,mh,pe,simd", LONG)
+def test_long_vectors_replay_exactly_at_full_rate(weight, act, mw, mh, pe, simd, tmp_path):
+    """The banked buffer replays every beat of its vector (random vectors, exact against the rational
+    oracle) under back-pressure, and streams at FINN's rate without it, as one memory did."""
+    rng = np.random.default_rng(mw)
+    spec = NativeMvauSpec(weight, act, mw, mh, pe, simd)
+    w, x = random_weights(spec, rng), random_elements(spec.input_format, (3, mw), rng)
+    rtl = NativeMvauRtl(spec, w)
+    run = sim.verify_layer(rtl, x, stall=0.4, seed=5, workdir=tmp_path)
+    check_against_oracle(spec, w, x, run.outputs)
+    assert run.cycles > run.expected_cycles
+    free = sim.verify_layer(rtl, x, workdir=tmp_path)
+    assert free.expected_cycles == 3 * (mh // pe) * (mw // simd)
+    assert free.cycles == free.expected_cycles + PIPELINE + 1
+
+
 # ------------------------------------------------------------------------------ the harness is not vacuous
 @pytest.mark.needs_simulator
 def test_verification_catches_a_wrong_ordinal_decode(tmp_path):
@@ -292,7 +358,7 @@ def test_verification_catches_a_wrong_fold_order(tmp_path):
     "weight,act,mw,mh,pe,simd",
     [("E4M3", "E4M3", 8, 4, 2, 2), ("E2M1", "INT4", 6, 6, 3, 1), ("E2M1_NOSUB", "E2M1_NOSUB", 4, 4, 1, 4),
      ("E3M0", "E2M2_U", 4, 8, 4, 1), ("E4M3", "E4M3", 1, 1, 1, 1), ("E5M2", "UINT3", 3, 2, 1, 3),
-     ("E2M1_U", "E4M3_FNUZ", 4, 2, 1, 1), ("INT8", "INT8", 8, 8, 8, 8)],
+     ("E2M1_U", "E4M3_FNUZ", 4, 2, 1, 1), ("INT8", "INT8", 8, 8, 8, 8), *LONG],
 )
 def test_generated_verilog_lints_clean(weight, act, mw, mh, pe, simd):
     spec = NativeMvauSpec(weight, act, mw, mh, pe, simd)

@@ -37,7 +37,6 @@ from finn_transforms.native.spec import NativeMvauSpec
 from finn_transforms.native.vvau_rtl import NativeVvauRtl
 
 FAMILY = "xcup"
-_LUTRAM_BUG = "invalid OPTION_ABITS/WIDTH combination"  # Yosys 0.23 lutrams_xc5v_map.v, > 256-word LUTRAMs
 
 # LUTs a Xilinx LUTRAM primitive occupies (UG574): RAM32M/RAM64M are 4 LUTs, RAM64X1D 2, ...
 _LUTRAM_LUTS = {
@@ -165,16 +164,7 @@ def synthesize_layer(
     stored = _cache(cache_dir).get(key, _cache_name(key)) if use_cache else None
     if stored is not None:
         return {**stored, "cached": True}
-    try:
-        raw = synthesize(rtl, family=FAMILY, dsp=False, timeout=timeout)
-    except RuntimeError as err:
-        if _LUTRAM_BUG in str(err):
-            raise RuntimeError(
-                f"Yosys cannot synthesize {rtl.top}: its LUTRAM mapping for -family {FAMILY} fails on memories deeper"
-                f" than 256 words ({_LUTRAM_BUG}; Yosys 0.23), and this layer buffers SF = {spec.input_beats} input"
-                " beats for replay (MW / SIMD > 256 with MH / PE > 1); no synthesis of it here, the model still applies"
-            ) from err
-        raise
+    raw = synthesize(rtl, family=FAMILY, dsp=False, timeout=timeout)
     cells = summarize_cells(raw["cells"])
     lutram = sum(_LUTRAM_LUTS.get(c, 0) * n for c, n in raw["cells"].items())
     unknown = sorted(c for c in raw["cells"] if c.startswith("RAM") and c not in _LUTRAM_LUTS and not c.startswith("RAMB"))
@@ -236,7 +226,11 @@ def _features(spec: NativeMvauSpec, unit: str) -> tuple:
     - ``input``: input lanes x stream element bits (activation register, ordinal decode),
       ``input_decode``: input lanes x input code bits of a minifloat (its unpack);
     - ``replay``: the replay buffer of a vector (NF > 1), SIMD x element bits x ceil(SF / 32)
-      (LUTRAM words of 32);
+      (LUTRAM words of 32): linear in depth, as Yosys maps the buffer (single-port LUTRAM, 64 bits
+      per LUT; beyond `finn_transforms.native.rtl.REPLAY_BANK` beats in banks of 256, and a bank
+      costs what 256 words of one deeper memory would: RAM256X1S 4 LUTs, RAM512X1S 8). Every
+      training and held-out layer has SF <= 32, where ``replay`` equals ``input``: the fit never
+      saw the depth, for SF > 32 it is extrapolated;
     - ``control``: the fold counters' bits;
     - ``const``: the rest of the control."""
     mac = layer_mac(spec)

@@ -5,8 +5,9 @@ interface (``ap_clk``, ``ap_rst_n``, ``in0_V_TDATA/TVALID/TREADY``, ``out0_V_TDA
 TDATA widths padded to whole bytes; element ``i`` of a beat at bits ``[i*W +: W]``):
 
 - **schedule**: counters ``(nf, sf)`` walk FINN's fold order; fold ``nf = 0`` consumes the ``SF``
-  input beats of a vector and keeps them in a small buffer, folds ``1 .. NF-1`` replay it, so a
-  vector takes ``NF * SF`` cycles without back-pressure (FINN's ``get_exp_cycles`` per vector);
+  input beats of a vector and keeps them in a small buffer (LUTRAM; banks of `REPLAY_BANK` beats
+  for longer vectors), folds ``1 .. NF-1`` replay it, so a vector takes ``NF * SF`` cycles without
+  back-pressure (FINN's ``get_exp_cycles`` per vector);
 - **weights**: one ROM per PE, initialised in the source (word ``nf * SF + sf`` holds the ``SIMD``
   codes of row ``nf * PE + pe``), read synchronously so Yosys can map large ones to block RAM;
 - **inputs**: a minifloat ordinal becomes the format's code (``ord2code``, below), an integer is
@@ -42,6 +43,17 @@ PIPELINE = 3
 """Cycles from accepting a fold's last input beat to its result entering the output queue
 (weight ROM read, then the MAC unit's two stages)."""
 
+REPLAY_BANK = 256
+"""Words per memory of the input replay buffer: Yosys 0.23 maps no xcup LUTRAM deeper (its
+``lutrams_xcu.txt`` offers single-port depths above 256 that ``lutrams_xc5v_map.v`` cannot map:
+"invalid OPTION_ABITS/WIDTH combination"), so a longer vector is kept in banks of this many beats
+(a power of two: the bank of beat ``sf`` is its high bits)."""
+
+
+def _array(depth: int, address: str) -> tuple[str, str]:
+    """``(size, index)`` of a ``depth``-word Verilog memory read and written at ``address`` (one word:
+    a plain register)."""
+    return (f" [0:{depth - 1}]", f"[{address}]") if depth > 1 else ("", "")
 
 # ---------------------------------------------------------------------------- ordinal -> code
 def ordinal_codes(fmt: MinifloatFormat) -> tuple[int, ...]:
@@ -171,6 +183,11 @@ class NativeMvauRtl:
     def replay(self) -> bool:
         """Whether folds ``1 .. NF-1`` replay the buffered vector (an MVAU with ``NF > 1``)."""
         return self.nf > 1
+
+    @property
+    def banked_replay(self) -> bool:
+        """Whether the replayed vector is longer than one memory may be (`REPLAY_BANK` beats)."""
+        return self.replay and self.sf > REPLAY_BANK
 
     @property
     def sf(self) -> int:
@@ -310,6 +327,61 @@ class NativeMvauRtl:
             "end",
         ]
 
+    def _replay_buffer(self, iw: int) -> list[str]:
+        """The buffered vector (written in fold 0, read at beat ``sf`` in folds 1 .. NF-1) and the
+        activation beat stage 1 registers: ``beat`` (one memory, read asynchronously: LUTRAM), or
+        for ``SF > REPLAY_BANK`` `_banked_replay`, which registers the beat itself (``a1``)."""
+        if self.banked_replay:
+            return self._banked_replay(iw)
+        size, index = _array(self.sf, "sf")
+        return [
+            f"reg  [{iw - 1}:0] ibuf{size};  // the current vector, replayed for folds 1 .. NF-1",
+            f"always @(posedge ap_clk) if (issue && from_stream) ibuf{index} <= in_beat;",
+            f"wire [{iw - 1}:0] beat = from_stream ? in_beat : ibuf{index};",
+        ]
+
+    def _banked_replay(self, iw: int) -> list[str]:
+        """``SF > REPLAY_BANK`` beats in banks of `REPLAY_BANK` (beat ``sf``: bank ``sf / REPLAY_BANK``,
+        word ``sf % REPLAY_BANK``), each its own memory with its own stage-1 register ``q<k>``
+        (fold 0: the stream beat it also writes), and ``a1`` the register of the beat's bank. A
+        register per bank keeps every bank a single-port LUTRAM in Yosys (read and write at ``sf``,
+        the output register merged into the read port, as for one memory); one register after a
+        mux of the banks would be merged as the read address instead, a second port."""
+        sf = self.sf
+        b, low = ubits(sf - 1), REPLAY_BANK.bit_length() - 1
+        hb, banks = b - low, math.ceil(sf / REPLAY_BANK)
+        lines = [
+            f"// the current vector, replayed for folds 1 .. NF-1, in banks of {REPLAY_BANK} beats"
+            " (Yosys 0.23 maps no deeper LUTRAM)",
+            f"wire [{hb - 1}:0] bank = sf[{b - 1}:{low}];",
+            f"reg  [{hb - 1}:0] bank1;  // the bank of the beat in stage 1",
+            "always @(posedge ap_clk) if (issue) bank1 <= bank;",
+        ]
+        reads = []
+        for k in range(banks):
+            depth = min(REPLAY_BANK, sf - k * REPLAY_BANK)
+            size, index = _array(depth, f"sf[{ubits(depth - 1) - 1}:0]")
+            first = k * REPLAY_BANK
+            lines += [
+                f"reg  [{iw - 1}:0] ibuf{k}{size};  // beats {first} .. {first + depth - 1}",
+                f"reg  [{iw - 1}:0] q{k};  // bank {k}'s beat in stage 1",
+                f"wire keep{k} = from_stream && bank == {hb}'d{k};",
+                "always @(posedge ap_clk) if (issue) begin",
+                f"    if (keep{k}) ibuf{k}{index} <= in_beat;",
+                f"    q{k} <= keep{k} ? in_beat : ibuf{k}{index};",
+                "end",
+            ]
+            label = "default" if k == banks - 1 else f"{hb}'d{k}"
+            reads.append(f"        {label}: a1 = q{k};")
+        return lines + [
+            f"reg  [{iw - 1}:0] a1;  // stage 1: the activation beat, its bank's register",
+            "always @* begin",
+            "    case (bank1)",
+            *reads,
+            "    endcase",
+            "end",
+        ]
+
     def _pe_codes(self, pe: int, code_bits: int) -> str:
         """Verilog expression of PE ``pe``'s ``SIMD`` input codes: every PE sees the whole beat."""
         return "a_codes"
@@ -339,27 +411,22 @@ class NativeMvauRtl:
         ]
         body += update
         if self.replay:
-            index = "[sf]" if self.sf > 1 else ""
-            size = f" [0:{self.sf - 1}]" if self.sf > 1 else ""
-            body += [
-                f"reg  [{iw - 1}:0] ibuf{size};  // the current vector, replayed for folds 1 .. NF-1",
-                f"always @(posedge ap_clk) if (issue && from_stream) ibuf{index} <= in_beat;",
-                f"wire [{iw - 1}:0] beat = from_stream ? in_beat : ibuf{index};",
-            ]
+            body += self._replay_buffer(iw)
         else:
             body.append(f"wire [{iw - 1}:0] beat = in_beat;")
-        # ---- stage 1: activation register, ROM read
+        # ---- stage 1: activation register (a banked replay buffer has its own), ROM read
+        banked = self.banked_replay
         body += [
             "",
             "// ---- stage 1: registered activation beat; the ROMs read the same word",
             "reg v1, f1;",
-            f"reg [{iw - 1}:0] a1;",
+            *([] if banked else [f"reg [{iw - 1}:0] a1;"]),
             "reg [2:0] done;  // done[k]: a fold's last beat is k + 1 cycles past issue",
             "always @(posedge ap_clk) begin",
             "    v1 <= !rst && issue;",
             "    done <= rst ? 3'b000 : {done[1:0], issue && sf_last};",
             "    if (issue) begin",
-            "        a1 <= beat;",
+            *([] if banked else ["        a1 <= beat;"]),
             "        f1 <= sf_first;",
             "    end",
             "end",
