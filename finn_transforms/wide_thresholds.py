@@ -84,7 +84,7 @@ def saved_residuals(model: ModelWrapper) -> dict[str, tuple[np.ndarray, np.ndarr
     """``threshold tensor -> (float64 thresholds, residual, node name)`` of every node with a residual."""
     out = {}
     for node in model.graph.node:
-        if node.op_type in ("MultiThreshold", WIDE_OP_TYPE) or node.op_type.startswith(WIDE_OP_TYPE):
+        if node.op_type == "MultiThreshold" or node.op_type.startswith(WIDE_OP_TYPE):
             if len(node.input) > 2 and model.get_initializer(node.input[2]) is not None:
                 hi = model.get_initializer(node.input[1])
                 out[node.input[1]] = (hi.copy(), model.get_initializer(node.input[2]).copy(), node.name)

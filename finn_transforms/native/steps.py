@@ -178,9 +178,10 @@ def _exact_threshold_width(original: Callable) -> Callable:
             or np.abs(thresholds.astype(np.float64)).max() <= 2**_FLOAT64_EXACT_BITS
         ):
             return original(self, model, datatype_only)
+        from finn_transforms.native.wide_thresholding import finn_threshold_rule
+
         lo, hi = int(thresholds.min()), int(thresholds.max())  # integer-valued floats: exact
-        signed = lo < 0 or self.get_input_datatype(0).signed()
-        tdt = DataType.get_smallest_possible(min(lo, -hi - 1) if signed else hi)
+        tdt = finn_threshold_rule(lo, hi, self.get_input_datatype(0).signed())
         self.set_nodeattr("weightDataType", tdt.name)
         model.set_tensor_datatype(self.onnx_node.input[1], tdt)
         return tdt

@@ -27,14 +27,14 @@ from finn_transforms.wide_thresholds import WIDE_OP_TYPE, attach_residual, join,
 
 from finn.custom_op.fpgadataflow.thresholding import Thresholding
 
-__all__ = ["WideThresholding", "WideThresholding_rtl", "threshold_type"]
+__all__ = ["WideThresholding", "WideThresholding_rtl", "finn_threshold_rule", "threshold_type"]
 
 
 def _signed_bits(v: int) -> int:
     return (v if v >= 0 else -v - 1).bit_length() + 1
 
 
-def _finn_rule(lo: int, hi: int, signed_input: bool) -> DataType:
+def finn_threshold_rule(lo: int, hi: int, signed_input: bool) -> DataType:
     """FINN's ``Thresholding.minimize_weight_bit_width`` rule, in exact integers."""
     if lo == hi == 0:
         return DataType["INT2" if signed_input else "UINT1"]
@@ -49,9 +49,9 @@ def threshold_type(lo: int, hi: int, input_dt: DataType) -> DataType:
     """FINN's ``Thresholding_rtl`` threshold type for thresholds in ``[lo, hi]``, in exact integers (FINN
     computes it in float64, which rounds beyond 2^53): FINN's rule, re-applied to ``[lo - 1, hi]`` when
     the type is narrower than the input (the RTL saturates inputs to it) and kept if wider."""
-    tdt = _finn_rule(lo, hi, input_dt.signed())
+    tdt = finn_threshold_rule(lo, hi, input_dt.signed())
     if tdt.bitwidth() < input_dt.bitwidth():
-        wider = _finn_rule(lo - 1, hi, input_dt.signed())
+        wider = finn_threshold_rule(lo - 1, hi, input_dt.signed())
         if wider.bitwidth() > tdt.bitwidth():
             return wider
     return tdt
